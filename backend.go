@@ -1,0 +1,152 @@
+// Package inabit is a Vault secrets engine that holds an inabit API user's login token, rotates
+// it before it expires, and hands out short-lived inabit access tokens as Vault leases.
+package inabit
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/sync/singleflight"
+)
+
+// Version is reported to Vault as the plugin's running version; release builds set it with
+// -ldflags "-X github.com/inabit/vault-plugin-secrets-inabit.Version=v1.2.3".
+var Version = "v0.1.0-dev"
+
+const backendHelp = `
+The inabit secrets engine keeps an inabit API user's login token inside Vault, rotates it
+long before it expires, and issues short-lived inabit access tokens as leases.
+
+Write the login token once to "config", then read "token" for an access token.
+One mount serves one API user.
+`
+
+// backend is one mount. Three locks, always taken in this order when nested:
+//   - mu serialises every rotation and config write on this node (the mount lock);
+//   - loginMu is write-held while the login token in use is being replaced, and read-held by
+//     access-token fetches, so no fetch presents a token that a refresh is killing;
+//   - stateMu guards the in-memory fields below and is never held across I/O.
+type backend struct {
+	*framework.Backend
+	logger hclog.Logger
+
+	mu      sync.Mutex
+	loginMu sync.RWMutex
+
+	stateMu sync.Mutex
+	// config caches the storage entry; nil means "read storage". When unsaved is true it is
+	// ahead of storage: it holds a rotated login token whose persist failed, and it is the only
+	// copy of that token.
+	config     *inabitConfig
+	unsaved    bool
+	unsavedWAL string
+	client     *inabitClient
+	clientKey  string
+	access     *accessToken
+	// generation changes whenever the login token in use or the cached access token is
+	// invalidated; a fetch started under an older generation never fills the cache.
+	generation uint64
+
+	flight singleflight.Group
+
+	// now and walMinAge are fields so tests can drive time and crash recovery quickly.
+	now func() time.Time
+}
+
+// Factory is the plugin entry point used by cmd/ and by tests.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend(conf)
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBackend(conf *logical.BackendConfig) *backend {
+	b := &backend{now: time.Now}
+	if conf != nil && conf.Logger != nil {
+		b.logger = conf.Logger
+	} else {
+		b.logger = hclog.NewNullLogger()
+	}
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			SealWrapStorage: []string{configStorageKey},
+		},
+		Paths: framework.PathAppend(
+			[]*framework.Path{pathConfig(b), pathToken(b), pathRotateRoot(b)},
+		),
+		Secrets:           []*framework.Secret{secretAccessToken(b)},
+		PeriodicFunc:      b.periodicFunc,
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: defaultWALRollbackMinAge,
+		Invalidate:        b.invalidate,
+		Clean:             b.clean,
+		RunningVersion:    Version,
+	}
+	return b
+}
+
+// invalidate runs on standbys when another node changed storage.
+func (b *backend) invalidate(_ context.Context, key string) {
+	if key != configStorageKey {
+		return
+	}
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	if b.unsaved {
+		// Only the active node holds unsaved state, and it is the one writing: keep the only
+		// copy of the rotated token rather than trade it for an older stored one.
+		b.logger.Warn("ignoring config invalidation while a rotated login token is not yet saved")
+		return
+	}
+	b.dropStateLocked()
+}
+
+func (b *backend) clean(context.Context) {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	if b.unsaved {
+		b.logger.Error("plugin stopping while a rotated login token was never saved to storage; " +
+			"inabit has already killed the stored one: write a new login_token to config")
+	}
+	b.dropStateLocked()
+	b.unsaved = false
+	b.unsavedWAL = ""
+}
+
+func (b *backend) dropStateLocked() {
+	b.config = nil
+	b.access = nil
+	b.client = nil
+	b.clientKey = ""
+	b.generation++
+}
+
+// clientFor returns a client for cfg's endpoint, reusing its connections while the endpoint and
+// timeout stay the same.
+func (b *backend) clientFor(cfg *inabitConfig) *inabitClient {
+	key := cfg.URL + "|" + cfg.RequestTimeout.String()
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	if b.client == nil || b.clientKey != key {
+		b.client = newInabitClient(cfg.URL, cfg.RequestTimeout)
+		b.clientKey = key
+	}
+	return b.client
+}
+
+// sendEvent never fails the operation: events are a notification channel, and Community Vault
+// without subscribers is the common case.
+func (b *backend) sendEvent(ctx context.Context, eventType string, metadata ...string) {
+	if err := logical.SendEvent(ctx, b, eventType, metadata...); err != nil {
+		b.logger.Debug("event not sent", "type", eventType, "error", err)
+	}
+}

@@ -1,0 +1,256 @@
+package inabit
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+)
+
+// syncBuffer collects trace logs from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// faultyStorage is the SDK's in-memory storage with puts failing for chosen key prefixes.
+type faultyStorage struct {
+	logical.Storage
+	mu       sync.Mutex
+	failPuts map[string]bool
+}
+
+func (f *faultyStorage) failPutsTo(prefix string, fail bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failPuts[prefix] = fail
+}
+
+func (f *faultyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	f.mu.Lock()
+	for prefix, fail := range f.failPuts {
+		if fail && strings.HasPrefix(e.Key, prefix) {
+			f.mu.Unlock()
+			return errInjectedStorage
+		}
+	}
+	f.mu.Unlock()
+	return f.Storage.Put(ctx, e)
+}
+
+type storageError string
+
+func (e storageError) Error() string { return string(e) }
+
+const errInjectedStorage = storageError("injected storage failure")
+
+type testEnv struct {
+	b       *backend
+	storage *faultyStorage
+	mock    *mockinabit.Server
+	srv     *httptest.Server
+	events  *logical.MockEventSender
+	logs    *syncBuffer
+	clock   *testClock
+}
+
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+func newTestEnv(t testing.TB, opts mockinabit.Options) *testEnv {
+	t.Helper()
+	mock, srv := mockinabit.NewHTTPTest(opts)
+	t.Cleanup(srv.Close)
+
+	logs := &syncBuffer{}
+	conf := logical.TestBackendConfig()
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
+	storage := &faultyStorage{Storage: &logical.InmemStorage{}, failPuts: map[string]bool{}}
+	conf.StorageView = storage
+	events := logical.NewMockEventSender()
+	conf.EventsSender = events
+
+	raw, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := raw.(*backend)
+	clock := &testClock{}
+	b.now = clock.now
+	env := &testEnv{b: b, storage: storage, mock: mock, srv: srv, events: events, logs: logs, clock: clock}
+	t.Cleanup(func() {
+		b.Cleanup(context.Background())
+		env.assertNoTokenLeak(t)
+	})
+	return env
+}
+
+func (e *testEnv) request(op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
+	return e.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: op,
+		Path:      path,
+		Data:      data,
+		Storage:   e.storage,
+	})
+}
+
+// configure writes a working config pointing at the mock and fails the test otherwise.
+func (e *testEnv) configure(t testing.TB, extra map[string]interface{}) {
+	t.Helper()
+	data := map[string]interface{}{"login_token": e.mock.LoginToken(), "url": e.srv.URL}
+	for k, v := range extra {
+		data[k] = v
+	}
+	resp, err := e.request(logical.UpdateOperation, "config", data)
+	if err != nil || resp.IsError() {
+		t.Fatalf("config write: resp=%#v err=%v", resp, err)
+	}
+}
+
+func (e *testEnv) readConfig(t testing.TB) map[string]interface{} {
+	t.Helper()
+	resp, err := e.request(logical.ReadOperation, "config", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp == nil {
+		return nil
+	}
+	return resp.Data
+}
+
+func (e *testEnv) readToken(t testing.TB) *logical.Response {
+	t.Helper()
+	resp, err := e.request(logical.ReadOperation, "token", nil)
+	if err != nil || resp.IsError() {
+		t.Fatalf("token read: resp=%#v err=%v", resp, err)
+	}
+	return resp
+}
+
+func (e *testEnv) tick(t testing.TB) {
+	t.Helper()
+	if _, err := e.request(logical.RollbackOperation, "", nil); err != nil {
+		t.Logf("rollback tick: %v", err)
+	}
+}
+
+func (e *testEnv) eventTypes() []string {
+	e.events.Lock()
+	defer e.events.Unlock()
+	var out []string
+	for _, ev := range e.events.Events {
+		out = append(out, string(ev.Type))
+	}
+	return out
+}
+
+// assertNoTokenLeak checks that no login or access token the mock ever handed out reached a log
+// line or an event. Every JWT minted here starts with the same header, so its presence is enough.
+func (e *testEnv) assertNoTokenLeak(t testing.TB) {
+	t.Helper()
+	header := strings.SplitN(e.mock.LoginToken(), ".", 2)[0]
+	if strings.Contains(e.logs.String(), header) {
+		t.Errorf("a token appeared in the trace logs:\n%s", e.logs.String())
+	}
+	e.events.Lock()
+	defer e.events.Unlock()
+	for _, ev := range e.events.Events {
+		if strings.Contains(ev.Event.String(), header) {
+			t.Errorf("a token appeared in event %s", ev.Type)
+		}
+	}
+}
+
+func TestFactoryReportsVersionAndPaths(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	if got := env.b.PluginVersion().Version; got != Version {
+		t.Fatalf("running version = %q, want %q", got, Version)
+	}
+	if got := env.b.Type(); got != logical.TypeLogical {
+		t.Fatalf("backend type = %v", got)
+	}
+	if sw := env.b.SpecialPaths().SealWrapStorage; len(sw) != 1 || sw[0] != configStorageKey {
+		t.Fatalf("seal-wrapped paths = %v", sw)
+	}
+	for _, p := range env.b.Paths {
+		if p.HelpSynopsis == "" || p.HelpDescription == "" || p.DisplayAttrs == nil {
+			t.Errorf("path %q lacks help or display attributes", p.Pattern)
+		}
+		for name, f := range p.Fields {
+			if f.Description == "" || f.DisplayAttrs == nil {
+				t.Errorf("field %s/%s lacks description or display attributes", p.Pattern, name)
+			}
+		}
+	}
+}
+
+func TestInvalidateDropsCachedConfigAndToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.readToken(t)
+
+	// Another node rotated: storage holds a token this node has never seen.
+	cfg, err := readConfig(context.Background(), env.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LoginToken = env.mock.IssueLoginToken()
+	if err := putConfig(context.Background(), env.storage, cfg); err != nil {
+		t.Fatal(err)
+	}
+	env.b.InvalidateKey(context.Background(), configStorageKey)
+
+	env.mock.ResetCalls()
+	env.readToken(t)
+	if got := env.mock.Calls(mockinabit.OpAccessToken); got != 1 {
+		t.Fatalf("after invalidation, token read made %d upstream calls, want 1 (fresh fetch with the new login token)", got)
+	}
+}
+
+func TestInvalidateKeepsUnsavedRotatedToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.storage.failPutsTo(configStorageKey, true)
+	resp, err := env.request(logical.UpdateOperation, "rotate-root", nil)
+	if err != nil || len(resp.Warnings) == 0 {
+		t.Fatalf("rotate with failing storage: resp=%#v err=%v", resp, err)
+	}
+	env.b.InvalidateKey(context.Background(), configStorageKey)
+	env.mock.ResetCalls()
+	env.readToken(t) // must still use the in-memory rotated token, which is the only live one
+}

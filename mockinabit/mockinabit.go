@@ -1,0 +1,398 @@
+// Package mockinabit is a stand-in for inabit's GraphQL API: a real GraphQL server with the two
+// authentication queries, HS256 JWTs with iat/exp, one live login token at a time, call counters
+// and fault injection. Tests run it in-process; cmd/mock-inabit serves it on loopback for
+// `make dev`.
+package mockinabit
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	graphql "github.com/graph-gophers/graphql-go"
+	"github.com/graph-gophers/graphql-go/relay"
+)
+
+// Op names one of the two queries.
+type Op string
+
+const (
+	OpAccessToken Op = "getApiUserAccessToken"
+	OpRefresh     Op = "refreshApiUserLoginToken"
+)
+
+const schemaSDL = `
+schema { query: Query }
+type Query {
+  getApiUserAccessToken: String!
+  refreshApiUserLoginToken: String!
+}
+`
+
+// FaultKind says how a call misbehaves.
+type FaultKind int
+
+const (
+	// FaultStatus answers with Status, Body (and ContentType, RetryAfter) without applying the call.
+	FaultStatus FaultKind = iota
+	// FaultGraphQLError answers HTTP 200 with a GraphQL error (Code in extensions, Message).
+	FaultGraphQLError
+	// FaultGarbage answers HTTP 200 with a body that is not JSON.
+	FaultGarbage
+	// FaultOversize answers HTTP 200 with Size bytes of JSON-looking filler.
+	FaultOversize
+	// FaultDelay waits Delay before handling the call, and drops it if the client gave up.
+	FaultDelay
+	// FaultDropAfterApply applies the call (a refresh kills the old token) and closes the
+	// connection without answering: the lost-answer case.
+	FaultDropAfterApply
+	// FaultHoldAfterApply applies the call, then waits Delay (or until Release) before answering.
+	FaultHoldAfterApply
+)
+
+// Fault is one injected misbehaviour. Times is how many calls it affects; 0 means every call
+// until ClearFaults.
+type Fault struct {
+	Kind        FaultKind
+	Status      int
+	Body        string
+	ContentType string
+	RetryAfter  string
+	Code        string
+	Message     string
+	Delay       time.Duration
+	Size        int
+	Times       int
+}
+
+// Options configure token lifetimes; zero values take inabit's: 30 days and 15 minutes.
+type Options struct {
+	LoginTokenTTL  time.Duration
+	AccessTokenTTL time.Duration
+}
+
+// Server is the mock. All methods are safe for concurrent use.
+type Server struct {
+	schema *graphql.Schema
+	key    []byte
+
+	mu             sync.Mutex
+	loginTTL       time.Duration
+	accessTTL      time.Duration
+	current        string
+	retired        map[string]bool
+	calls          map[Op]int
+	faults         map[Op][]*Fault
+	release        chan struct{}
+	appliedSignals chan Op
+}
+
+// New returns a mock holding one fresh login token.
+func New(opts Options) *Server {
+	if opts.LoginTokenTTL <= 0 {
+		opts.LoginTokenTTL = 30 * 24 * time.Hour
+	}
+	if opts.AccessTokenTTL <= 0 {
+		opts.AccessTokenTTL = 15 * time.Minute
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		panic(err)
+	}
+	s := &Server{
+		key:            key,
+		loginTTL:       opts.LoginTokenTTL,
+		accessTTL:      opts.AccessTokenTTL,
+		retired:        map[string]bool{},
+		calls:          map[Op]int{},
+		faults:         map[Op][]*Fault{},
+		release:        make(chan struct{}),
+		appliedSignals: make(chan Op, 64),
+	}
+	s.schema = graphql.MustParseSchema(schemaSDL, &resolver{s: s})
+	s.current = s.mint("login", s.loginTTL)
+	return s
+}
+
+// NewHTTPTest starts the mock on a loopback httptest server; the caller closes it.
+func NewHTTPTest(opts Options) (*Server, *httptest.Server) {
+	s := New(opts)
+	return s, httptest.NewServer(s.Handler())
+}
+
+func (s *Server) mint(kind string, ttl time.Duration) string {
+	now := time.Now()
+	jti := make([]byte, 12)
+	_, _ = rand.Read(jti)
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "api-user",
+		"typ": kind,
+		"iat": now.Unix(),
+		"exp": now.Add(ttl).Unix(),
+		"jti": hex.EncodeToString(jti),
+	}).SignedString(s.key)
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
+
+func (s *Server) verify(tok, kind string) bool {
+	claims := jwt.MapClaims{}
+	parsed, err := jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()).
+		ParseWithClaims(tok, claims, func(*jwt.Token) (interface{}, error) { return s.key, nil })
+	return err == nil && parsed.Valid && claims["typ"] == kind
+}
+
+// LoginToken is the one login token inabit currently accepts.
+func (s *Server) LoginToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current
+}
+
+// IssueLoginToken replaces the login token, as inabit support would; the old one dies.
+func (s *Server) IssueLoginToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retired[s.current] = true
+	s.current = s.mint("login", s.loginTTL)
+	return s.current
+}
+
+// LoginTokenValid says whether tok is the live, unexpired login token.
+func (s *Server) LoginTokenValid(tok string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return tok == s.current && s.verify(tok, "login")
+}
+
+// AccessTokenValid says whether tok is an unexpired access token this mock issued.
+func (s *Server) AccessTokenValid(tok string) bool { return s.verify(tok, "access") }
+
+// SetTTLs changes the lifetimes of tokens minted from now on; zero keeps a value.
+func (s *Server) SetTTLs(login, access time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if login > 0 {
+		s.loginTTL = login
+	}
+	if access > 0 {
+		s.accessTTL = access
+	}
+}
+
+// Calls counts requests for op that reached the mock, faulty or not.
+func (s *Server) Calls(op Op) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[op]
+}
+
+// ResetCalls zeroes the counters.
+func (s *Server) ResetCalls() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = map[Op]int{}
+}
+
+// InjectFault queues f for op; queued faults apply in order.
+func (s *Server) InjectFault(op Op, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cp := f
+	s.faults[op] = append(s.faults[op], &cp)
+}
+
+// ClearFaults removes every queued fault and releases held answers.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = map[Op][]*Fault{}
+	close(s.release)
+	s.release = make(chan struct{})
+}
+
+// Applied delivers the op of every call a FaultDropAfterApply or FaultHoldAfterApply applied,
+// so a test knows the upstream state changed before it crashes something.
+func (s *Server) Applied() <-chan Op { return s.appliedSignals }
+
+func (s *Server) takeFault(op Op) *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls[op]++
+	queue := s.faults[op]
+	if len(queue) == 0 {
+		return nil
+	}
+	f := queue[0]
+	if f.Times > 0 {
+		f.Times--
+		if f.Times == 0 {
+			s.faults[op] = queue[1:]
+		}
+	}
+	cp := *f
+	return &cp
+}
+
+// Handler serves GraphQL at any path.
+func (s *Server) Handler() http.Handler {
+	gql := &relay.Handler{Schema: s.schema}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST a GraphQL query", http.StatusMethodNotAllowed)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "cannot read body", http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		op := opOf(body)
+		ctx := context.WithValue(r.Context(), authKey{}, strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
+		r = r.WithContext(ctx)
+
+		f := s.takeFault(op)
+		if f == nil {
+			gql.ServeHTTP(w, r)
+			return
+		}
+		s.serveFault(w, r, gql, f, op)
+	})
+}
+
+func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, gql http.Handler, f *Fault, op Op) {
+	switch f.Kind {
+	case FaultStatus:
+		if f.ContentType != "" {
+			w.Header().Set("Content-Type", f.ContentType)
+		}
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		w.WriteHeader(f.Status)
+		_, _ = io.WriteString(w, f.Body)
+	case FaultGraphQLError:
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]interface{}{
+			"data":   nil,
+			"errors": []interface{}{map[string]interface{}{"message": f.Message, "extensions": map[string]string{"code": f.Code}}},
+		})
+	case FaultGarbage:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, "\x00\x01}{not json at all")
+	case FaultOversize:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"data":{"x":"`)
+		_, _ = w.Write(bytes.Repeat([]byte("a"), f.Size))
+		_, _ = io.WriteString(w, `"}}`)
+	case FaultDelay:
+		select {
+		case <-time.After(f.Delay):
+			gql.ServeHTTP(w, r)
+		case <-r.Context().Done():
+		}
+	case FaultDropAfterApply, FaultHoldAfterApply:
+		rec := httptest.NewRecorder()
+		gql.ServeHTTP(rec, r)
+		s.appliedSignals <- op
+		if f.Kind == FaultDropAfterApply {
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					_ = conn.Close()
+					return
+				}
+			}
+			panic(http.ErrAbortHandler)
+		}
+		s.mu.Lock()
+		release := s.release
+		s.mu.Unlock()
+		wait := f.Delay
+		if wait <= 0 {
+			wait = time.Hour
+		}
+		select {
+		case <-time.After(wait):
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	default:
+		http.Error(w, fmt.Sprintf("unknown fault %d", f.Kind), http.StatusInternalServerError)
+	}
+}
+
+func opOf(body []byte) Op {
+	var req struct {
+		Query string `json:"query"`
+	}
+	_ = json.Unmarshal(body, &req)
+	switch {
+	case strings.Contains(req.Query, string(OpRefresh)):
+		return OpRefresh
+	case strings.Contains(req.Query, string(OpAccessToken)):
+		return OpAccessToken
+	default:
+		return Op("other")
+	}
+}
+
+type authKey struct{}
+
+type unauthenticated struct{}
+
+func (unauthenticated) Error() string { return "Unauthorized: invalid or expired login token" }
+func (unauthenticated) Extensions() map[string]any {
+	return map[string]any{"code": "UNAUTHENTICATED"}
+}
+
+type resolver struct{ s *Server }
+
+func (r *resolver) authorize(ctx context.Context) error {
+	tok, _ := ctx.Value(authKey{}).(string)
+	if tok == "" || !r.s.LoginTokenValid(tok) {
+		return unauthenticated{}
+	}
+	return nil
+}
+
+func (r *resolver) GetApiUserAccessToken(ctx context.Context) (string, error) {
+	if err := r.authorize(ctx); err != nil {
+		return "", err
+	}
+	r.s.mu.Lock()
+	ttl := r.s.accessTTL
+	r.s.mu.Unlock()
+	return r.s.mint("access", ttl), nil
+}
+
+func (r *resolver) RefreshApiUserLoginToken(ctx context.Context) (string, error) {
+	tok, _ := ctx.Value(authKey{}).(string)
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	// Check and swap under one lock: two concurrent refreshes with the same token must not both win.
+	if tok == "" || tok != r.s.current || !r.s.verify(tok, "login") {
+		return "", unauthenticated{}
+	}
+	r.s.retired[r.s.current] = true
+	r.s.current = r.s.mint("login", r.s.loginTTL)
+	return r.s.current, nil
+}

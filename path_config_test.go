@@ -1,0 +1,271 @@
+package inabit
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+)
+
+// makeJWT builds a token with the given claims; the signature is irrelevant to the plugin.
+func makeJWT(t testing.TB, claims jwt.MapClaims) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("test-key-not-inabit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestConfigWriteDefaultsAndRead(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	if got := env.readConfig(t); got != nil {
+		t.Fatalf("read before write = %v, want nothing", got)
+	}
+	env.configure(t, nil)
+	got := env.readConfig(t)
+
+	if _, ok := got["login_token"]; ok {
+		t.Fatal("config read returned login_token")
+	}
+	for k, v := range got {
+		if s, ok := v.(string); ok && strings.Contains(s, env.mock.LoginToken()) {
+			t.Fatalf("config read field %s carries the token", k)
+		}
+	}
+	want := map[string]interface{}{
+		"url":                        env.srv.URL,
+		"rotation_period":            int64(360 * 3600),
+		"disable_automated_rotation": false,
+		"access_token_min_ttl":       int64(600),
+		"request_timeout":            int64(30),
+		"verify_connection":          true,
+		"last_rotated_at":            "",
+		"last_rotation_error":        "",
+		"rotation_failures":          0,
+	}
+	for k, v := range want {
+		if !reflect.DeepEqual(got[k], v) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	for _, k := range []string{"login_token_issued_at", "login_token_expires_at", "next_rotation_at"} {
+		if _, err := time.Parse(time.RFC3339, got[k].(string)); err != nil {
+			t.Errorf("%s = %q, want RFC 3339", k, got[k])
+		}
+	}
+	issued, _ := time.Parse(time.RFC3339, got["login_token_issued_at"].(string))
+	next, _ := time.Parse(time.RFC3339, got["next_rotation_at"].(string))
+	if d := next.Sub(issued); d != 360*time.Hour {
+		t.Errorf("next_rotation_at - issued_at = %s, want 360h", d)
+	}
+}
+
+func TestConfigDefaultURLIsInabit(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{
+		"login_token": env.mock.LoginToken(), "verify_connection": false,
+	})
+	if err != nil || resp.IsError() {
+		t.Fatalf("resp=%v err=%v", resp, err)
+	}
+	if got := env.readConfig(t)["url"]; got != "https://api.inabit.com/graphql" {
+		t.Fatalf("default url = %v", got)
+	}
+}
+
+func TestConfigUpdateKeepsTokenAndChangesFields(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{
+		"rotation_period": "48h", "disable_automated_rotation": true, "access_token_min_ttl": "5m",
+		"request_timeout": 10, "verify_connection": false,
+	})
+	if err != nil || resp.IsError() {
+		t.Fatalf("resp=%v err=%v", resp, err)
+	}
+	got := env.readConfig(t)
+	if got["rotation_period"] != int64(48*3600) || got["disable_automated_rotation"] != true ||
+		got["access_token_min_ttl"] != int64(300) || got["request_timeout"] != int64(10) || got["verify_connection"] != false {
+		t.Fatalf("update not applied: %v", got)
+	}
+	if got["next_rotation_at"] != "" {
+		t.Fatalf("next_rotation_at = %v with automated rotation disabled, want empty", got["next_rotation_at"])
+	}
+	cfg, _ := readConfig(context.Background(), env.storage)
+	if cfg.LoginToken != env.mock.LoginToken() {
+		t.Fatal("update without login_token lost the stored token")
+	}
+	env.readToken(t)
+}
+
+func TestConfigSavedOnlyWhenChanged(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.storage.failPutsTo(configStorageKey, true)
+	// Same values again: nothing to save, so failing storage must not matter.
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{"url": env.srv.URL, "rotation_period": "360h"})
+	if err != nil || resp.IsError() {
+		t.Fatalf("unchanged write touched storage: resp=%v err=%v", resp, err)
+	}
+	// A real change must reach storage, so now it fails.
+	_, err = env.request(logical.UpdateOperation, "config", map[string]interface{}{"rotation_period": "100h"})
+	if err == nil {
+		t.Fatal("changed write with failing storage reported success")
+	}
+}
+
+func TestConfigBadInput(t *testing.T) {
+	now := time.Now()
+	env := newTestEnv(t, mockinabit.Options{LoginTokenTTL: 30 * 24 * time.Hour})
+	env.configure(t, nil)
+	before := env.readConfig(t)
+	short := makeJWT(t, jwt.MapClaims{"iat": now.Unix(), "exp": now.Add(2 * time.Hour).Unix()})
+
+	cases := []struct {
+		name      string
+		data      map[string]interface{}
+		wantField string
+	}{
+		{"empty token", map[string]interface{}{"login_token": ""}, "login_token"},
+		{"spaces token", map[string]interface{}{"login_token": "   "}, "login_token"},
+		{"not a JWT", map[string]interface{}{"login_token": "hello"}, "login_token"},
+		{"two parts", map[string]interface{}{"login_token": "abc.def"}, "login_token"},
+		{"garbage parts", map[string]interface{}{"login_token": "a!.b!.c!"}, "login_token"},
+		{"bearer prefix", map[string]interface{}{"login_token": "Bearer " + env.mock.LoginToken()}, "login_token"},
+		{"control char", map[string]interface{}{"login_token": "eyJ\x00.x.y"}, "login_token"},
+		{"expired", map[string]interface{}{"login_token": makeJWT(t, jwt.MapClaims{"iat": now.Add(-48 * time.Hour).Unix(), "exp": now.Add(-time.Hour).Unix()})}, "login_token"},
+		{"absurd future", map[string]interface{}{"login_token": makeJWT(t, jwt.MapClaims{"exp": now.Add(100 * 365 * 24 * time.Hour).Unix()})}, "login_token"},
+		{"issued in future", map[string]interface{}{"login_token": makeJWT(t, jwt.MapClaims{"iat": now.Add(time.Hour).Unix(), "exp": now.Add(48 * time.Hour).Unix()})}, "login_token"},
+		{"huge token", map[string]interface{}{"login_token": strings.Repeat("a", 1<<20)}, "login_token"},
+		{"http non-loopback", map[string]interface{}{"url": "http://api.inabit.com/graphql"}, "url"},
+		{"ftp scheme", map[string]interface{}{"url": "ftp://127.0.0.1/graphql"}, "url"},
+		{"relative url", map[string]interface{}{"url": "/graphql"}, "url"},
+		{"credentials", map[string]interface{}{"url": "https://user:pw@api.inabit.com/graphql"}, "url"},
+		{"fragment", map[string]interface{}{"url": "https://api.inabit.com/graphql#x"}, "url"},
+		{"url with newline", map[string]interface{}{"url": "https://api.inabit.com/\ngraphql"}, "url"},
+		{"huge url", map[string]interface{}{"url": "https://api.inabit.com/" + strings.Repeat("a", 1<<20)}, "url"},
+		{"rotation too short", map[string]interface{}{"rotation_period": "30s"}, "rotation_period"},
+		{"rotation negative", map[string]interface{}{"rotation_period": "-1h"}, "rotation_period"},
+		{"rotation huge", map[string]interface{}{"rotation_period": "100000h"}, "rotation_period"},
+		{"rotation not duration", map[string]interface{}{"rotation_period": "soon"}, "rotation_period"},
+		{"rotation >= lifetime", map[string]interface{}{"rotation_period": "720h"}, "rotation_period"},
+		{"rotation >= new token lifetime", map[string]interface{}{"login_token": short, "rotation_period": "3h", "verify_connection": false}, "rotation_period"},
+		{"min ttl too small", map[string]interface{}{"access_token_min_ttl": "10s"}, "access_token_min_ttl"},
+		{"min ttl huge", map[string]interface{}{"access_token_min_ttl": "1000h"}, "access_token_min_ttl"},
+		{"timeout zero", map[string]interface{}{"request_timeout": 0}, "request_timeout"},
+		{"timeout huge", map[string]interface{}{"request_timeout": "1h"}, "request_timeout"},
+		{"bool wrong type", map[string]interface{}{"disable_automated_rotation": "perhaps"}, "disable_automated_rotation"},
+		{"verify wrong type", map[string]interface{}{"verify_connection": []string{"x"}}, "verify_connection"},
+		{"unknown field", map[string]interface{}{"login_tokn": "x"}, "login_tokn"},
+		{"token rejected by inabit", map[string]interface{}{"login_token": makeJWT(t, jwt.MapClaims{"iat": now.Unix(), "exp": now.Add(30 * 24 * time.Hour).Unix()})}, "login_token"},
+		{"unreachable url", map[string]interface{}{"url": "http://127.0.0.1:1/graphql", "request_timeout": 1}, "login_token"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := env.request(logical.UpdateOperation, "config", tc.data)
+			if err != nil {
+				t.Fatalf("got internal error %v, want a 400", err)
+			}
+			if !resp.IsError() {
+				t.Fatalf("accepted bad input: %v", resp)
+			}
+			msg := resp.Error().Error()
+			if !strings.Contains(msg, tc.wantField) {
+				t.Errorf("error %q does not name field %q", msg, tc.wantField)
+			}
+			if strings.Contains(msg, env.mock.LoginToken()) {
+				t.Error("error echoes the login token")
+			}
+			if got := env.readConfig(t); !reflect.DeepEqual(got, before) {
+				t.Errorf("config changed after a rejected write:\nbefore %v\nafter  %v", before, got)
+			}
+		})
+	}
+}
+
+func TestConfigFirstWriteRequiresToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{"url": env.srv.URL})
+	if err != nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "login_token is required") {
+		t.Fatalf("resp=%v err=%v", resp, err)
+	}
+	if env.readConfig(t) != nil {
+		t.Fatal("a config was stored")
+	}
+}
+
+func TestConfigAcceptsLoopbackHTTPAndTrimsNewline(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	for _, host := range []string{"localhost", "127.0.0.2", "[::1]"} {
+		u, err := validateURL("http://" + host + ":8300/graphql")
+		if err != nil || u == "" {
+			t.Errorf("loopback %s rejected: %v", host, err)
+		}
+	}
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{
+		"login_token": env.mock.LoginToken() + "\n", "url": env.srv.URL,
+	})
+	if err != nil || resp.IsError() {
+		t.Fatalf("token with trailing newline: resp=%v err=%v", resp, err)
+	}
+	env.readToken(t)
+}
+
+func TestConfigVerifyConnectionOffSavesUnverifiedToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	tok := makeJWT(t, jwt.MapClaims{"iat": time.Now().Unix(), "exp": time.Now().Add(24 * time.Hour).Unix()})
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{
+		"login_token": tok, "url": env.srv.URL, "verify_connection": false, "rotation_period": "1h",
+	})
+	if err != nil || resp.IsError() {
+		t.Fatalf("resp=%v err=%v", resp, err)
+	}
+	if env.mock.Calls(mockinabit.OpAccessToken) != 0 {
+		t.Fatal("verify_connection=false still called inabit")
+	}
+	if _, err := env.request(logical.ReadOperation, "token", nil); err == nil {
+		t.Fatal("token read with a token inabit rejects succeeded")
+	}
+}
+
+func TestConfigWriteDropsCachedAccessToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"verify_connection": false})
+	first := env.readToken(t).Data["access_token"]
+	if got := env.readToken(t).Data["access_token"]; got != first {
+		t.Fatal("second read did not use the cache")
+	}
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{"request_timeout": 20})
+	if err != nil || resp.IsError() {
+		t.Fatal(resp, err)
+	}
+	if got := env.readToken(t).Data["access_token"]; got == first {
+		t.Fatal("config write did not drop the cached access token")
+	}
+}
+
+func TestConfigDeleteForgetsEverything(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.readToken(t)
+	if _, err := env.request(logical.DeleteOperation, "config", nil); err != nil {
+		t.Fatal(err)
+	}
+	if env.readConfig(t) != nil {
+		t.Fatal("config still readable after delete")
+	}
+	resp, err := env.request(logical.ReadOperation, "token", nil)
+	if err != nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "inabit/config") {
+		t.Fatalf("token read after delete: resp=%v err=%v (want a 400 pointing at inabit/config)", resp, err)
+	}
+	if env.b.access != nil {
+		t.Fatal("cached access token survived config delete")
+	}
+}

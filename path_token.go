@@ -1,0 +1,226 @@
+package inabit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	pathTokenPattern = "token"
+	secretTypeAccess = "inabit_access_token"
+
+	fieldAccessToken = "access_token"
+	fieldTokenType   = "token_type"
+	fieldExpiresAt   = "expires_at"
+
+	// leaseSafetyMargin: a lease ends this long before the access token does, so Vault Agent
+	// (which re-fetches at 85-95 % of the lease) and API clients never hold an expired token.
+	leaseSafetyMargin = 60 * time.Second
+	// assumedAccessTokenLifetime applies when an access token carries no readable exp.
+	assumedAccessTokenLifetime = 15 * time.Minute
+	// loginTokenDangerWindow: a login token this close to expiry makes every token read warn.
+	loginTokenDangerWindow = 72 * time.Hour
+)
+
+type accessToken struct {
+	token     string
+	expiresAt time.Time
+}
+
+func newAccessToken(tok string, now time.Time) *accessToken {
+	exp := now.Add(assumedAccessTokenLifetime)
+	if c, err := parseClaims(tok); err == nil && !c.ExpiresAt.IsZero() {
+		exp = c.ExpiresAt
+	}
+	return &accessToken{token: tok, expiresAt: exp}
+}
+
+// leaseTTL ends the lease leaseSafetyMargin before the token dies; a token with less than twice
+// the margin left gets half its remaining life instead, never zero (zero means "mount default").
+func (a *accessToken) leaseTTL(now time.Time) time.Duration {
+	remaining := a.expiresAt.Sub(now)
+	var ttl time.Duration
+	if remaining >= 2*leaseSafetyMargin {
+		ttl = remaining - leaseSafetyMargin
+	} else {
+		ttl = remaining / 2
+	}
+	return max(ttl.Truncate(time.Second), time.Second)
+}
+
+func pathToken(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: pathTokenPattern,
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "inabit",
+			OperationSuffix: "access-token",
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathTokenRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "generate"},
+			},
+		},
+		HelpSynopsis:    "Get a short-lived inabit access token as a lease.",
+		HelpDescription: pathTokenHelp,
+	}
+}
+
+const pathTokenHelp = `
+Returns an inabit access token (access_token, token_type "Bearer", expires_at) as a
+non-renewable lease that ends 60 s before the token expires. Concurrent reads share one
+cached token and one upstream call. Read again when the lease ends; Vault Agent does this
+on its own. Revoking a lease does not revoke anything at inabit (inabit has no such call):
+to cut off cached tokens, run rotate-root or write the config.
+`
+
+func secretAccessToken(b *backend) *framework.Secret {
+	return &framework.Secret{
+		Type: secretTypeAccess,
+		Fields: map[string]*framework.FieldSchema{
+			fieldAccessToken: {Type: framework.TypeString, Description: "inabit access token (JWT) for the Authorization: Bearer header."},
+			fieldTokenType:   {Type: framework.TypeString, Description: `Always "Bearer".`},
+			fieldExpiresAt:   {Type: framework.TypeString, Description: "When the access token expires (RFC 3339, UTC)."},
+		},
+		DefaultDuration: assumedAccessTokenLifetime - leaseSafetyMargin,
+		// A failing Revoke would make leases irrevocable and block "secrets disable", and Vault
+		// calls Revoke on every expiry, so it must succeed and must not touch the shared cache.
+		Revoke: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+			return nil, nil
+		},
+	}
+}
+
+func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, err := b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return logical.ErrorResponse(errNoConfig.Error()), nil
+	}
+	at, err := b.accessToken(ctx, req.Storage)
+	if err != nil {
+		return nil, tokenReadError(err)
+	}
+
+	now := b.now()
+	resp := b.Secret(secretTypeAccess).Response(map[string]interface{}{
+		fieldAccessToken: at.token,
+		fieldTokenType:   "Bearer",
+		fieldExpiresAt:   formatTime(at.expiresAt),
+	}, nil)
+	ttl := at.leaseTTL(now)
+	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && ttl > maxTTL {
+		ttl = maxTTL
+	}
+	resp.Secret.TTL = ttl
+	resp.Secret.MaxTTL = ttl
+	for _, w := range loginTokenWarnings(cfg, now) {
+		resp.AddWarning(w)
+	}
+	return resp, nil
+}
+
+// loginTokenWarnings tell every reader, not only whoever reads config, that the mount is headed
+// for an outage.
+func loginTokenWarnings(cfg *inabitConfig, now time.Time) []string {
+	var warnings []string
+	if cfg.LastRotationError != "" {
+		warnings = append(warnings, fmt.Sprintf("the inabit login token is in danger: rotation is failing (%d failures): %s. Read inabit/config for status.",
+			cfg.RotationFailures, cfg.LastRotationError))
+	}
+	if exp := cfg.claims().ExpiresAt; !exp.IsZero() && exp.Sub(now) < loginTokenDangerWindow {
+		warnings = append(warnings, fmt.Sprintf("the inabit login token expires at %s (in %s): run \"vault write -f inabit/rotate-root\" or write a new login_token to inabit/config.",
+			formatTime(exp), exp.Sub(now).Truncate(time.Minute)))
+	}
+	return warnings
+}
+
+// tokenReadError maps upstream failures to HTTP statuses a client can act on. Coded errors must
+// not be wrapped: the plugin gRPC layer only recognises them unwrapped.
+func tokenReadError(err error) error {
+	var ue *UpstreamError
+	if !errors.As(err, &ue) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return logical.CodedError(http.StatusServiceUnavailable, "request ended before inabit answered")
+		}
+		return err
+	}
+	switch {
+	case errors.Is(ue, ErrUnauthorized):
+		return logical.CodedError(http.StatusBadGateway, ue.Error()+`: the stored login token is no longer valid; write a new login_token to inabit/config`)
+	case errors.Is(ue, ErrRateLimited):
+		return logical.CodedError(http.StatusTooManyRequests, ue.Error())
+	case errors.Is(ue, ErrUpstreamUnavailable):
+		return logical.CodedError(http.StatusServiceUnavailable, ue.Error())
+	default:
+		return logical.CodedError(http.StatusBadGateway, ue.Error())
+	}
+}
+
+// accessToken returns a cached token with at least AccessTokenMinTTL left, or fetches one. All
+// concurrent callers of one generation share a single upstream call.
+func (b *backend) accessToken(ctx context.Context, s logical.Storage) (*accessToken, error) {
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return nil, errNoConfig
+	}
+	b.stateMu.Lock()
+	cached, gen := b.access, b.generation
+	b.stateMu.Unlock()
+	if cached != nil && cached.expiresAt.Sub(b.now()) >= cfg.AccessTokenMinTTL {
+		return cached, nil
+	}
+
+	ch := b.flight.DoChan(strconv.FormatUint(gen, 10), func() (interface{}, error) {
+		return b.fetchAccessToken(gen, cfg)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*accessToken), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetchAccessToken runs detached from any one reader's context: one impatient client must not
+// fail the call that every other reader is waiting on.
+func (b *backend) fetchAccessToken(gen uint64, fallback *inabitConfig) (*accessToken, error) {
+	b.loginMu.RLock()
+	defer b.loginMu.RUnlock()
+
+	b.stateMu.Lock()
+	cfg := b.config.clone()
+	b.stateMu.Unlock()
+	if cfg == nil {
+		cfg = fallback
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), maxUpstreamAttempts*(cfg.RequestTimeout+2*time.Second))
+	defer cancel()
+	tok, err := b.clientFor(cfg).AccessToken(ctx, cfg.LoginToken)
+	if err != nil {
+		b.logger.Warn("fetching an inabit access token failed", "error", err)
+		return nil, err
+	}
+	at := newAccessToken(tok, b.now())
+	b.stateMu.Lock()
+	if b.generation == gen {
+		b.access = at
+	}
+	b.stateMu.Unlock()
+	return at, nil
+}
