@@ -93,6 +93,10 @@ func (c *testClock) advance(d time.Duration) {
 
 func newTestEnv(t testing.TB, opts mockinabit.Options) *testEnv {
 	t.Helper()
+	clock := &testClock{}
+	if opts.Now == nil {
+		opts.Now = clock.now
+	}
 	mock, srv := mockinabit.NewHTTPTest(opts)
 	t.Cleanup(srv.Close)
 
@@ -109,7 +113,6 @@ func newTestEnv(t testing.TB, opts mockinabit.Options) *testEnv {
 		t.Fatal(err)
 	}
 	b := raw.(*backend)
-	clock := &testClock{}
 	b.now = clock.now
 	env := &testEnv{b: b, storage: storage, mock: mock, srv: srv, events: events, logs: logs, clock: clock}
 	t.Cleanup(func() {

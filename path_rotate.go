@@ -19,6 +19,8 @@ func pathRotateRoot(b *backend) *framework.Path {
 			OperationVerb:   "rotate",
 			OperationSuffix: "login-token",
 		},
+		// An empty, non-nil schema makes ValidateStrict reject every field.
+		Fields: map[string]*framework.FieldSchema{},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback: b.pathRotateRootWrite,

@@ -79,12 +79,15 @@ type Fault struct {
 type Options struct {
 	LoginTokenTTL  time.Duration
 	AccessTokenTTL time.Duration
+	// Now lets tests move the mock's clock together with the plugin's; nil means time.Now.
+	Now func() time.Time
 }
 
 // Server is the mock. All methods are safe for concurrent use.
 type Server struct {
 	schema *graphql.Schema
 	key    []byte
+	now    func() time.Time
 
 	mu             sync.Mutex
 	loginTTL       time.Duration
@@ -105,12 +108,16 @@ func New(opts Options) *Server {
 	if opts.AccessTokenTTL <= 0 {
 		opts.AccessTokenTTL = 15 * time.Minute
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		panic(err)
 	}
 	s := &Server{
 		key:            key,
+		now:            opts.Now,
 		loginTTL:       opts.LoginTokenTTL,
 		accessTTL:      opts.AccessTokenTTL,
 		retired:        map[string]bool{},
@@ -131,7 +138,7 @@ func NewHTTPTest(opts Options) (*Server, *httptest.Server) {
 }
 
 func (s *Server) mint(kind string, ttl time.Duration) string {
-	now := time.Now()
+	now := s.now()
 	jti := make([]byte, 12)
 	_, _ = rand.Read(jti)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
@@ -149,7 +156,7 @@ func (s *Server) mint(kind string, ttl time.Duration) string {
 
 func (s *Server) verify(tok, kind string) bool {
 	claims := jwt.MapClaims{}
-	parsed, err := jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()).
+	parsed, err := jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(s.now)).
 		ParseWithClaims(tok, claims, func(*jwt.Token) (interface{}, error) { return s.key, nil })
 	return err == nil && parsed.Valid && claims["typ"] == kind
 }

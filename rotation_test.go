@@ -1,0 +1,378 @@
+package inabit
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+)
+
+func TestRotationRetryDelay(t *testing.T) {
+	want := []time.Duration{0, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
+	for n, w := range want {
+		if got := rotationRetryDelay(n); got != w {
+			t.Errorf("delay after %d failures = %s, want %s", n, got, w)
+		}
+	}
+	if got := rotationRetryDelay(1000); got != time.Hour {
+		t.Errorf("delay after 1000 failures = %s, want the 1h cap", got)
+	}
+}
+
+func TestPeriodicRotation(t *testing.T) {
+	cases := []struct {
+		name         string
+		config       map[string]interface{}
+		advance      time.Duration
+		wantRefresh  int
+		wantRotation bool
+	}{
+		{"not due", map[string]interface{}{"rotation_period": "24h"}, 23 * time.Hour, 0, false},
+		{"due", map[string]interface{}{"rotation_period": "24h"}, 24*time.Hour + time.Minute, 1, true},
+		{"disabled", map[string]interface{}{"rotation_period": "24h", "disable_automated_rotation": true}, 48 * time.Hour, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t, mockinabit.Options{})
+			env.configure(t, tc.config)
+			old := storedToken(t, env)
+			env.clock.advance(tc.advance)
+			env.tick(t)
+			env.tick(t) // a second tick right after must not rotate again
+			if got := env.mock.Calls(mockinabit.OpRefresh); got != tc.wantRefresh {
+				t.Fatalf("refresh calls = %d, want %d", got, tc.wantRefresh)
+			}
+			if rotated := storedToken(t, env) != old; rotated != tc.wantRotation {
+				t.Fatalf("rotated = %v, want %v", rotated, tc.wantRotation)
+			}
+			if storedToken(t, env) != env.mock.LoginToken() {
+				t.Fatal("stored token is not the live one")
+			}
+		})
+	}
+}
+
+func TestPeriodicFailureBacksOff(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"rotation_period": "1h"})
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Times: 2})
+	env.clock.advance(time.Hour + time.Second)
+
+	steps := []struct {
+		advance      time.Duration
+		wantCalls    int
+		wantFailures int
+	}{
+		{0, 1, 1},                // due: fails
+		{30 * time.Second, 1, 1}, // inside the 1m backoff: no call
+		{31 * time.Second, 2, 2}, // 1m passed: fails again
+		{90 * time.Second, 2, 2}, // inside the 2m backoff
+		{31 * time.Second, 3, 0}, // 2m passed: succeeds
+		{10 * time.Minute, 3, 0}, // healthy and not due
+	}
+	for i, s := range steps {
+		env.clock.advance(s.advance)
+		env.tick(t)
+		if got := env.mock.Calls(mockinabit.OpRefresh); got != s.wantCalls {
+			t.Fatalf("step %d: refresh calls = %d, want %d", i, got, s.wantCalls)
+		}
+		if got := env.readConfig(t)["rotation_failures"]; got != s.wantFailures {
+			t.Fatalf("step %d: rotation_failures = %v, want %d", i, got, s.wantFailures)
+		}
+	}
+	if storedToken(t, env) != env.mock.LoginToken() {
+		t.Fatal("stored token is not the live one after recovery")
+	}
+}
+
+// TestRotationFaults is the unit-level fault matrix for refreshApiUserLoginToken: what the caller
+// sees, what status records, and whether the login token survived.
+func TestRotationFaults(t *testing.T) {
+	cases := []struct {
+		name      string
+		fault     mockinabit.Fault
+		wantLost  bool
+		wantError string
+	}{
+		{"500", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 500, Times: 1}, false, "unchanged and still valid"},
+		{"503", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Times: 1}, false, "unchanged and still valid"},
+		{"429", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "30", Times: 1}, false, "unchanged and still valid"},
+		{"timeout before apply", mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 5 * time.Second, Times: 1}, false, "unchanged and still valid"},
+		{"html 401", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, Body: "<html><title>401</title></html>", Times: 1}, false, "rejected the stored login token"},
+		{"graphql unauthenticated", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "no", Times: 1}, false, "rejected the stored login token"},
+		{"graphql generic", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "INTERNAL", Message: "boom", Times: 1}, false, "unchanged and still valid"},
+		{"garbage", mockinabit.Fault{Kind: mockinabit.FaultGarbage, Times: 1}, false, "unchanged and still valid"},
+		{"5 MiB body", mockinabit.Fault{Kind: mockinabit.FaultOversize, Size: 5 << 20, Times: 1}, false, "unchanged and still valid"},
+		{"answer dropped after apply", mockinabit.Fault{Kind: mockinabit.FaultDropAfterApply, Times: 1}, true, "LOGIN TOKEN LOST"},
+		{"answer too late after apply", mockinabit.Fault{Kind: mockinabit.FaultHoldAfterApply, Delay: 5 * time.Second, Times: 1}, true, "LOGIN TOKEN LOST"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t, mockinabit.Options{})
+			env.configure(t, map[string]interface{}{"request_timeout": 1})
+			before := env.mock.LoginToken()
+			env.mock.InjectFault(mockinabit.OpRefresh, tc.fault)
+
+			_, err := env.request(logical.UpdateOperation, "rotate-root", nil)
+			if err == nil || !strings.Contains(err.Error(), tc.wantError) {
+				t.Fatalf("rotate-root error = %v, want one containing %q", err, tc.wantError)
+			}
+			cfg := env.readConfig(t)
+			if msg := cfg["last_rotation_error"].(string); !strings.Contains(msg, tc.wantError) || cfg["rotation_failures"] != 1 {
+				t.Fatalf("status = %q / %v", msg, cfg["rotation_failures"])
+			}
+			survived := env.mock.LoginTokenValid(storedToken(t, env))
+			if tc.wantLost == survived {
+				t.Fatalf("token survived = %v, want %v", survived, !tc.wantLost)
+			}
+			if ev := env.eventTypes(); len(ev) != 1 || ev[0] != eventRotateFail {
+				t.Fatalf("events = %v, want one %s", ev, eventRotateFail)
+			}
+			if n := walCount(t, env); n != 0 {
+				t.Fatalf("%d WAL entries left though the outcome is known", n)
+			}
+			if env.mock.LoginToken() != before && !tc.wantLost {
+				t.Fatal("inabit rotated although we concluded it did not")
+			}
+			if !tc.wantLost && !strings.Contains(tc.name, "401") && !strings.Contains(tc.name, "unauthenticated") {
+				env.mock.ClearFaults()
+				env.clock.advance(2 * time.Minute)
+				if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err != nil {
+					t.Fatalf("recovery rotation failed: %v", err)
+				}
+				if storedToken(t, env) != env.mock.LoginToken() || env.readConfig(t)["last_rotation_error"] != "" {
+					t.Fatal("healthy rotation did not recover the mount")
+				}
+			}
+		})
+	}
+}
+
+func TestWALWriteFailureDoesNotCallInabit(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.storage.failPutsTo(framework.WALPrefix, true)
+	_, err := env.request(logical.UpdateOperation, "rotate-root", nil)
+	if err == nil || !strings.Contains(err.Error(), "inabit was not called") {
+		t.Fatalf("err = %v", err)
+	}
+	if env.mock.Calls(mockinabit.OpRefresh) != 0 {
+		t.Fatal("inabit was called without a WAL entry")
+	}
+	if !env.mock.LoginTokenValid(storedToken(t, env)) {
+		t.Fatal("stored token died")
+	}
+	if !strings.Contains(env.readConfig(t)["last_rotation_error"].(string), "storage is not writable") {
+		t.Fatal("failure not recorded")
+	}
+}
+
+func TestPersistFailureKeepsTokenInMemoryUntilSaved(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.storage.failPutsTo(configStorageKey, true)
+
+	resp, err := env.request(logical.UpdateOperation, "rotate-root", nil)
+	if err != nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "saving it to storage failed") {
+		t.Fatalf("resp=%v err=%v", resp, err)
+	}
+	live := env.mock.LoginToken()
+	if storedToken(t, env) == live {
+		t.Fatal("test setup: storage accepted the write")
+	}
+	// Reads keep working with the in-memory token and warn about it.
+	tr := env.readToken(t)
+	if len(tr.Warnings) == 0 || !strings.Contains(tr.Warnings[0], "held in memory") {
+		t.Fatalf("token read warnings = %v", tr.Warnings)
+	}
+	if got := env.readConfig(t)["last_rotation_error"].(string); !strings.Contains(got, "held in memory") {
+		t.Fatalf("config status = %q", got)
+	}
+	if walCount(t, env) != 1 {
+		t.Fatal("WAL entry must stay until the token is saved")
+	}
+	// A tick while storage is still broken must not rotate again (that would orphan the token).
+	env.clock.advance(400 * time.Hour)
+	env.tick(t)
+	if env.mock.Calls(mockinabit.OpRefresh) != 1 {
+		t.Fatal("rotated again while the previous token was unsaved")
+	}
+	env.storage.failPutsTo(configStorageKey, false)
+	env.clock.advance(-400 * time.Hour)
+	env.tick(t)
+	if storedToken(t, env) != live {
+		t.Fatal("the next tick did not save the in-memory token")
+	}
+	if walCount(t, env) != 0 || env.readConfig(t)["last_rotation_error"] != "" {
+		t.Fatal("state not clean after the save")
+	}
+}
+
+func TestCrashRecovery(t *testing.T) {
+	cases := []struct {
+		name string
+		// crash leaves storage as a dead node would: a WAL entry, maybe a changed token.
+		crash     func(t *testing.T, env *testEnv)
+		wantLost  bool
+		wantError string
+	}{
+		{"died before calling inabit", func(t *testing.T, env *testEnv) {}, false, ""},
+		{"died after inabit applied, before persist", func(t *testing.T, env *testEnv) {
+			env.mock.IssueLoginToken() // the refresh happened; its answer died with the node
+		}, true, "LOGIN TOKEN LOST"},
+		{"died after persist, before WAL delete", func(t *testing.T, env *testEnv) {
+			cfg, _ := readConfig(context.Background(), env.storage)
+			cfg.LoginToken = env.mock.IssueLoginToken()
+			if err := putConfig(context.Background(), env.storage, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}, false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t, mockinabit.Options{})
+			env.configure(t, nil)
+			cfg, _ := readConfig(context.Background(), env.storage)
+			if _, err := framework.PutWAL(context.Background(), env.storage, walKindRotation,
+				&rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: time.Now().Add(-time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			tc.crash(t, env)
+
+			// A restarted plugin: new backend, same storage.
+			env.b.Cleanup(context.Background())
+			env.b.WALRollbackMinAge = time.Millisecond
+			time.Sleep(1100 * time.Millisecond) // WAL CreatedAt has one-second resolution
+			env.tick(t)
+
+			if n := walCount(t, env); n != 0 {
+				t.Fatalf("%d WAL entries left after recovery", n)
+			}
+			status := env.readConfig(t)
+			msg := status["last_rotation_error"].(string)
+			if tc.wantLost {
+				if !strings.Contains(msg, tc.wantError) || !strings.Contains(msg, "write it to inabit/config") {
+					t.Fatalf("lost token not reported clearly: %q", msg)
+				}
+				if ev := env.eventTypes(); len(ev) == 0 || ev[len(ev)-1] != eventRotateFail {
+					t.Fatalf("events = %v", ev)
+				}
+				return
+			}
+			if msg != "" {
+				t.Fatalf("healthy recovery recorded an error: %q", msg)
+			}
+			if !env.mock.LoginTokenValid(storedToken(t, env)) {
+				t.Fatal("stored token is dead")
+			}
+			env.readToken(t)
+		})
+	}
+}
+
+func TestUnknownOutcomeBlocksNextRotationUntilResolved(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"request_timeout": 1})
+	// The refresh times out and so does every probe: nobody knows what happened.
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 3 * time.Second, Times: 1})
+	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Times: 3})
+	_, err := env.request(logical.UpdateOperation, "rotate-root", nil)
+	if err == nil || !strings.Contains(err.Error(), "could not be asked") {
+		t.Fatalf("err = %v", err)
+	}
+	if walCount(t, env) != 1 {
+		t.Fatal("an unresolved rotation must keep its WAL entry")
+	}
+	// inabit is back: the next rotation first settles the old one, then proceeds.
+	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err != nil {
+		t.Fatalf("second rotation: %v", err)
+	}
+	if walCount(t, env) != 0 || storedToken(t, env) != env.mock.LoginToken() {
+		t.Fatal("mount not healthy after inabit came back")
+	}
+}
+
+func TestRotationRacingConfigWrites(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	for round := 0; round < 20; round++ {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err != nil {
+				t.Errorf("rotate: %v", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			period := []string{"100h", "200h"}[round%2]
+			if resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{"rotation_period": period}); err != nil || resp.IsError() {
+				t.Errorf("config write: %v %v", resp, err)
+			}
+		}()
+		wg.Wait()
+		if storedToken(t, env) != env.mock.LoginToken() {
+			t.Fatalf("round %d: a config write overwrote the rotated token", round)
+		}
+	}
+}
+
+func TestReadsDuringRotationNeverFail(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"access_token_min_ttl": "15m"}) // every read goes upstream
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 200 * time.Millisecond, Times: 1})
+	env.mock.ResetCalls()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := env.request(logical.ReadOperation, "token", nil)
+			if err == nil && resp.IsError() {
+				err = resp.Error()
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+		if i == 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err != nil {
+					errs <- err
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("operation failed during rotation: %v", err)
+	}
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("refresh calls = %d, want 1", got)
+	}
+}
+
+func TestCleanWithUnsavedTokenLogsLoudly(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.storage.failPutsTo(configStorageKey, true)
+	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err != nil {
+		t.Fatal(err)
+	}
+	env.b.Cleanup(context.Background())
+	if !strings.Contains(env.logs.String(), "never saved to storage") {
+		t.Fatal("unmount with an unsaved token was silent")
+	}
+}
