@@ -1,0 +1,55 @@
+# The two commands a newcomer needs: `make dev` and `make test`.
+SHELL          := /bin/bash
+PLUGIN_NAME    := vault-plugin-secrets-inabit
+PLUGIN_VERSION ?= v0.1.0
+VAULT_VERSION  ?= v1.21.0
+BIN_DIR        := $(CURDIR)/bin
+PLUGIN_BIN     := $(BIN_DIR)/$(PLUGIN_NAME)
+VAULT_BIN      := $(CURDIR)/.tools/vault-$(VAULT_VERSION)/vault
+LDFLAGS        := -X github.com/inabit/vault-plugin-secrets-inabit.Version=$(PLUGIN_VERSION)
+FUZZTIME       ?= 30s
+
+export VAULT_BIN PLUGIN_VERSION
+
+.PHONY: build test unit e2e fmt fmt-check vet mock dev vault fuzz bench clean
+
+build:
+	go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
+
+# Everything that passes on a fresh machine: lint, unit tests with the race detector, fuzz seeds,
+# and the end-to-end suite on a real Vault (built once per machine by scripts/install-vault.sh).
+test: fmt-check vet unit e2e
+
+unit:
+	go test -race -count=1 ./...
+	cd mockinabit && go test -race -count=1 ./...
+
+e2e: build vault
+	cd e2e && go test -count=1 -timeout 40m -v ./... 2>&1 | tee $(CURDIR)/.e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
+
+vault:
+	VAULT_VERSION=$(VAULT_VERSION) ./scripts/install-vault.sh
+
+fmt:
+	gofmt -w .
+
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	go vet ./...
+	cd mockinabit && go vet ./...
+
+mock:
+	cd mockinabit && go run ./cmd/mock-inabit $(MOCK_ARGS)
+
+dev: build vault
+	./scripts/dev.sh
+
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzParseClaims$$' -fuzztime $(FUZZTIME) .
+	go test -run '^$$' -fuzz '^FuzzResponseDecoding$$' -fuzztime $(FUZZTIME) .
+	go test -run '^$$' -fuzz '^FuzzConfigFields$$' -fuzztime $(FUZZTIME) .
+
+clean:
+	rm -rf $(BIN_DIR) .dev .e2e.log

@@ -1,0 +1,175 @@
+package inabit
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClientTypedErrors(t *testing.T) {
+	cases := []struct {
+		name       string
+		handler    http.HandlerFunc
+		wantKind   error
+		wantStatus int
+		wantText   string
+	}{
+		{"ok", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"data":{"getApiUserAccessToken":"tok"}}`)
+		}, nil, 0, ""},
+		{"401", statusHandler(401, "text/plain", "nope"), ErrUnauthorized, 401, "rejected"},
+		{"403", statusHandler(403, "text/plain", ""), ErrUnauthorized, 403, "rejected"},
+		{"429", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "42")
+			w.WriteHeader(429)
+		}, ErrRateLimited, 429, "retry after 42s"},
+		{"500", statusHandler(500, "text/plain", "internal"), ErrUpstreamUnavailable, 500, "internal"},
+		{"502 html", statusHandler(502, "text/html", "<html><head><title>502 Bad Gateway</title></head></html>"), ErrUpstreamUnavailable, 502, "HTML page: 502 Bad Gateway"},
+		{"404", statusHandler(404, "text/plain", "not found"), ErrBadResponse, 404, "not found"},
+		{"200 html", statusHandler(200, "text/html", "<html>maintenance</html>"), ErrBadResponse, 200, "not GraphQL JSON"},
+		{"200 garbage", statusHandler(200, "application/json", "{{{"), ErrBadResponse, 200, "not GraphQL JSON"},
+		{"200 unauthenticated", statusHandler(200, "application/json", `{"errors":[{"message":"Unauthorized","extensions":{"code":"UNAUTHENTICATED"}}]}`), ErrUnauthorized, 200, "Unauthorized"},
+		{"200 generic graphql error", statusHandler(200, "application/json", `{"errors":[{"message":"something broke"}],"data":null}`), ErrBadResponse, 200, "GraphQL error: something broke"},
+		{"200 no data", statusHandler(200, "application/json", `{"data":{}}`), ErrBadResponse, 200, "no getApiUserAccessToken"},
+		{"200 null token", statusHandler(200, "application/json", `{"data":{"getApiUserAccessToken":null}}`), ErrBadResponse, 200, "no getApiUserAccessToken"},
+		{"200 empty token", statusHandler(200, "application/json", `{"data":{"getApiUserAccessToken":""}}`), ErrBadResponse, 200, "non-empty string"},
+		{"200 number token", statusHandler(200, "application/json", `{"data":{"getApiUserAccessToken":7}}`), ErrBadResponse, 200, "non-empty string"},
+		{"200 data not object", statusHandler(200, "application/json", `{"data":"x"}`), ErrBadResponse, 200, "not GraphQL JSON"},
+		{"oversized", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"data":{"getApiUserAccessToken":"`+strings.Repeat("a", 2<<20)+`"}}`)
+		}, ErrBadResponse, 200, "larger than 1 MiB"},
+		{"redirect not followed", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "https://elsewhere.example/graphql", http.StatusFound)
+		}, ErrBadResponse, 302, ""},
+		{"error echoes a token", statusHandler(500, "text/plain", "bad token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"), ErrUpstreamUnavailable, 500, "[redacted]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			c := newInabitClient(srv.URL, 2*time.Second)
+			tok, err := c.query(context.Background(), queryAccessToken, "getApiUserAccessToken", "login")
+			if tc.wantKind == nil {
+				if err != nil || tok != "tok" {
+					t.Fatalf("tok=%q err=%v", tok, err)
+				}
+				return
+			}
+			var ue *UpstreamError
+			if !errors.As(err, &ue) || !errors.Is(err, tc.wantKind) {
+				t.Fatalf("err = %v (%T), want %v", err, err, tc.wantKind)
+			}
+			if ue.Status != tc.wantStatus || !strings.Contains(err.Error(), tc.wantText) {
+				t.Fatalf("got status %d %q, want %d containing %q", ue.Status, err.Error(), tc.wantStatus, tc.wantText)
+			}
+			if strings.Contains(err.Error(), "eyJhbGciOiJIUzI1NiJ9") {
+				t.Fatal("error carries a token")
+			}
+		})
+	}
+}
+
+func statusHandler(status int, contentType, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+func TestClientSendsBearerAndQuery(t *testing.T) {
+	var gotAuth, gotBody string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = r.Header.Get("Authorization")
+		b, _ := io.ReadAll(r.Body)
+		gotBody = string(b)
+		io.WriteString(w, `{"data":{"refreshApiUserLoginToken":"new"}}`)
+	}))
+	defer srv.Close()
+	tok, err := newInabitClient(srv.URL, time.Second).RefreshLoginToken(context.Background(), "old-login")
+	if err != nil || tok != "new" {
+		t.Fatalf("tok=%q err=%v", tok, err)
+	}
+	if gotAuth != "Bearer old-login" || !strings.Contains(gotBody, "refreshApiUserLoginToken") {
+		t.Fatalf("auth=%q body=%q", gotAuth, gotBody)
+	}
+}
+
+func TestRefreshIsNeverRetried(t *testing.T) {
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.WriteHeader(503)
+	}))
+	defer srv.Close()
+	if _, err := newInabitClient(srv.URL, time.Second).RefreshLoginToken(context.Background(), "x"); !errors.Is(err, ErrUpstreamUnavailable) {
+		t.Fatalf("err = %v", err)
+	}
+	if calls != 1 {
+		t.Fatalf("refresh was sent %d times; a retry could present a killed token", calls)
+	}
+}
+
+func TestConnectionRefusedIsNotSent(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	_, err := newInabitClient(url, time.Second).RefreshLoginToken(context.Background(), "x")
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || !errors.Is(err, ErrUpstreamUnavailable) || ue.Sent {
+		t.Fatalf("err = %#v, want unavailable and not sent", err)
+	}
+}
+
+func TestTimeoutIsSentAndTyped(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	_, err := newInabitClient(srv.URL, 200*time.Millisecond).RefreshLoginToken(context.Background(), "x")
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || !errors.Is(err, ErrUpstreamUnavailable) || !ue.Sent || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("err = %#v", err)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	cases := map[string]time.Duration{
+		"":                              0,
+		"5":                             5 * time.Second,
+		"-3":                            0,
+		"soon":                          0,
+		"Wed, 21 Oct 2015 07:28:00 GMT": 0, // in the past
+	}
+	for in, want := range cases {
+		if got := parseRetryAfter(in); got != want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", in, got, want)
+		}
+	}
+	future := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
+	if got := parseRetryAfter(future); got < 85*time.Second || got > 91*time.Second {
+		t.Errorf("parseRetryAfter(date in 90s) = %s", got)
+	}
+}
+
+func TestSanitize(t *testing.T) {
+	cases := map[string]string{
+		"plain":                                 "plain",
+		"a\nb\x00c":                             "a b c",
+		"tok eyJhbGciOi.eyJzdWIiOi.sig1234 end": "tok [redacted] end",
+		strings.Repeat("x", 500):                strings.Repeat("x", 200) + "…",
+	}
+	for in, want := range cases {
+		if got := sanitize(in); got != want {
+			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

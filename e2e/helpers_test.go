@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
+	vaulthttp "github.com/hashicorp/vault/http"
+	"github.com/hashicorp/vault/vault"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+)
+
+const (
+	pluginName    = "inabit"
+	pluginCommand = "vault-plugin-secrets-inabit"
+	pluginVersion = "v0.1.0"
+	mountPath     = "inabit"
+)
+
+// pluginBinary and pluginSHA are built once for the whole suite from the repository root, with
+// the same ldflags a release uses, so the tests exercise the real binary over real gRPC.
+var (
+	pluginBinary string
+	pluginSHA    string
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("SKIP_VAULT_E2E") == "1" {
+		fmt.Println("!!! SKIP_VAULT_E2E=1: the end-to-end suite on a real Vault is SKIPPED. CI never sets this. !!!")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "inabit-plugin-bin-")
+	if err != nil {
+		panic(err)
+	}
+	pluginBinary = filepath.Join(dir, pluginCommand)
+	build := exec.Command("go", "build", "-trimpath",
+		"-ldflags", "-X github.com/inabit/vault-plugin-secrets-inabit.Version="+pluginVersion,
+		"-o", pluginBinary, "./cmd/"+pluginCommand)
+	build.Dir = ".."
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Println("building the plugin failed:", err)
+		os.Exit(1)
+	}
+	raw, err := os.ReadFile(pluginBinary)
+	if err != nil {
+		panic(err)
+	}
+	sum := sha256.Sum256(raw)
+	pluginSHA = hex.EncodeToString(sum[:])
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// logCapture keeps everything Vault and the plugin log, to search for leaked tokens.
+type logCapture struct {
+	mu  chan struct{}
+	buf strings.Builder
+}
+
+func newLogCapture() *logCapture {
+	l := &logCapture{mu: make(chan struct{}, 1)}
+	return l
+}
+
+func (l *logCapture) Write(p []byte) (int, error) {
+	l.mu <- struct{}{}
+	defer func() { <-l.mu }()
+	return l.buf.Write(p)
+}
+
+func (l *logCapture) String() string {
+	l.mu <- struct{}{}
+	defer func() { <-l.mu }()
+	return l.buf.String()
+}
+
+type env struct {
+	t       *testing.T
+	cluster *vault.TestCluster
+	mock    *mockinabit.Server
+	mockURL string
+	logs    *logCapture
+}
+
+// newEnv starts an in-process Vault cluster (real core, real HTTP API, real plugin process) and a
+// mock inabit, registers the plugin by sha256 and version, and mounts it at inabit/.
+func newEnv(t *testing.T, cores int, opts mockinabit.Options) *env {
+	t.Helper()
+	pluginDir := t.TempDir()
+	copyFile(t, pluginBinary, filepath.Join(pluginDir, pluginCommand))
+
+	mock := mockinabit.New(opts)
+	srv := httptest.NewServer(mock.Handler())
+	t.Cleanup(srv.Close)
+
+	logs := newLogCapture()
+	logger := hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Trace, Output: io.MultiWriter(logs, testWriter{t})})
+	cluster := vault.NewTestCluster(t, &vault.CoreConfig{
+		PluginDirectory: pluginDir,
+		RollbackPeriod:  time.Second,
+	}, &vault.TestClusterOptions{
+		HandlerFunc: vaulthttp.Handler,
+		NumCores:    cores,
+		Logger:      logger,
+	})
+	cluster.Start()
+	t.Cleanup(cluster.Cleanup)
+	e := &env{t: t, cluster: cluster, mock: mock, mockURL: srv.URL, logs: logs}
+	active := e.waitActive()
+
+	c := active.Client
+	if err := c.Sys().RegisterPlugin(&api.RegisterPluginInput{
+		Name: pluginName, Type: api.PluginTypeSecrets, Command: pluginCommand, SHA256: pluginSHA, Version: pluginVersion,
+	}); err != nil {
+		t.Fatalf("register plugin: %v", err)
+	}
+	if err := c.Sys().Mount(mountPath, &api.MountInput{
+		Type: pluginName, Config: api.MountConfigInput{MaxLeaseTTL: "15m", PluginVersion: pluginVersion},
+	}); err != nil {
+		t.Fatalf("enable plugin: %v", err)
+	}
+	t.Cleanup(func() { e.assertNoTokenInLogs() })
+	return e
+}
+
+type testWriter struct{ t *testing.T }
+
+// Cluster logs go to the test log only on failure-worthy levels; trace lives in logCapture.
+func (w testWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "[ERROR]") && strings.Contains(string(p), "inabit") {
+		w.t.Logf("%s", strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	raw, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, raw, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) waitActive() *vault.TestClusterCore {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, core := range e.cluster.Cores {
+			if standby, err := core.Core.Standby(); err == nil && !standby && !core.Core.Sealed() {
+				return core
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.t.Fatal("no core became active")
+	return nil
+}
+
+func (e *env) standbys() []*vault.TestClusterCore {
+	var out []*vault.TestClusterCore
+	for _, core := range e.cluster.Cores {
+		if standby, err := core.Core.Standby(); err == nil && standby && !core.Core.Sealed() {
+			out = append(out, core)
+		}
+	}
+	return out
+}
+
+func (e *env) client() *api.Client { return e.waitActive().Client }
+
+func (e *env) configure(extra map[string]interface{}) {
+	e.t.Helper()
+	data := map[string]interface{}{"login_token": e.mock.LoginToken(), "url": e.mockURL}
+	for k, v := range extra {
+		data[k] = v
+	}
+	if _, err := e.client().Logical().Write(mountPath+"/config", data); err != nil {
+		e.t.Fatalf("config write: %v", err)
+	}
+}
+
+func (e *env) readConfig() map[string]interface{} {
+	e.t.Helper()
+	s, err := e.client().Logical().Read(mountPath + "/config")
+	if err != nil || s == nil {
+		e.t.Fatalf("config read: %v %v", s, err)
+	}
+	return s.Data
+}
+
+func (e *env) readToken(c *api.Client) *api.Secret {
+	e.t.Helper()
+	s, err := c.Logical().Read(mountPath + "/token")
+	if err != nil || s == nil {
+		e.t.Fatalf("token read: %v %v", s, err)
+	}
+	return s
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+func statusOf(err error) int {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
+
+// assertNoTokenInLogs: every JWT the mock mints shares one header, so any occurrence in Vault's or
+// the plugin's trace logs is a leak.
+func (e *env) assertNoTokenInLogs() {
+	header := strings.SplitN(e.mock.LoginToken(), ".", 2)[0]
+	if strings.Contains(e.logs.String(), header) {
+		e.t.Errorf("a token appeared in Vault or plugin logs")
+	}
+}
