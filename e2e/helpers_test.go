@@ -216,7 +216,7 @@ func (e *env) readToken(c *api.Client) *api.Secret {
 }
 
 // eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool, diagnostics ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -224,6 +224,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 			return
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	for _, d := range diagnostics {
+		t.Log(d())
 	}
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
 }
