@@ -78,6 +78,7 @@ func (b *backend) periodicFunc(ctx context.Context, req *logical.Request) error 
 		b.mu.Unlock()
 		return nil
 	}
+	b.settleStaleWALsLocked(ctx, req.Storage)
 	b.mu.Unlock()
 
 	cfg, err := b.loadConfig(ctx, req.Storage)
@@ -117,7 +118,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, trigger string)
 
 	// Leftovers of a rotation that never finished must be understood before anything else:
 	// probing them may reveal that the stored token is already dead.
-	if cfg, err = b.resolveLeftoverWALs(ctx, s, cfg, client); err != nil {
+	if cfg, err = b.resolveLeftoverWALs(ctx, s, cfg, client, b.now()); err != nil {
 		var rerr *rotationError
 		if errors.As(err, &rerr) || cfg == nil {
 			return nil, err
@@ -280,12 +281,11 @@ func (b *backend) handleRefreshFailure(ctx context.Context, s logical.Storage, c
 	var outcome refreshOutcome
 	var probeErr error
 	switch {
-	case errors.Is(refreshErr, ErrUnauthorized):
-		// The token was dead before we asked: expired, revoked, or refreshed by someone else.
-		outcome = refreshLost
 	case ue != nil && !ue.Sent, errors.Is(refreshErr, ErrRateLimited):
 		outcome = refreshNotApplied
 	default:
+		// Even a 401 is probed: an API user whose role may not refresh still has a working token,
+		// and telling its operator the token is dead would send them to inabit support for nothing.
 		outcome, probeErr = b.probeOldToken(ctx, client, cfg)
 	}
 
@@ -350,9 +350,38 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, cfg *ina
 	return rerr
 }
 
-// resolveLeftoverWALs settles rotations that never finished (a crash, a failover, or a probe
-// that could not reach inabit). Callers hold b.mu.
-func (b *backend) resolveLeftoverWALs(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient) (*inabitConfig, error) {
+// walStaleAfter is how old a rotation WAL must be before a periodic tick settles it. This node
+// holds b.mu, so the entry is not its own; it can only belong to a node that died or lost
+// leadership, whose refresh gave up after request_timeout (plus our 2 s slack). Twice that, plus
+// margin, and that node's call is over: settling it minutes sooner than Vault's 10-minute WAL
+// rollback means a lost token is reported within a couple of ticks instead of silently failing reads.
+func walStaleAfter(cfg *inabitConfig) time.Duration {
+	return 2*(cfg.RequestTimeout+2*time.Second) + 30*time.Second
+}
+
+// settleStaleWALsLocked runs on every tick so that a node that died mid-rotation is noticed
+// even when no rotation is due. Callers hold b.mu.
+func (b *backend) settleStaleWALsLocked(ctx context.Context, s logical.Storage) {
+	ids, err := framework.ListWAL(ctx, s)
+	if err != nil || len(ids) == 0 {
+		return
+	}
+	cfg, err := b.authoritativeConfig(ctx, s)
+	if err != nil || cfg == nil {
+		return
+	}
+	cutoff := b.now().Add(-walStaleAfter(cfg))
+	if _, err := b.resolveLeftoverWALs(ctx, s, cfg, b.clientFor(cfg), cutoff); err != nil {
+		var rerr *rotationError
+		if !errors.As(err, &rerr) {
+			b.logger.Warn("an unfinished rotation could not be settled yet", "error", err)
+		}
+	}
+}
+
+// resolveLeftoverWALs settles rotations started before cutoff that never finished (a crash, a
+// failover, or a probe that could not reach inabit). Callers hold b.mu.
+func (b *backend) resolveLeftoverWALs(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient, cutoff time.Time) (*inabitConfig, error) {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
 		return cfg, fmt.Errorf("listing rotation WAL: %w", err)
@@ -369,6 +398,9 @@ func (b *backend) resolveLeftoverWALs(ctx context.Context, s logical.Storage, cf
 		if err != nil {
 			b.logger.Warn("dropping unreadable rotation WAL entry", "error", err)
 			_ = framework.DeleteWAL(ctx, s, id)
+			continue
+		}
+		if w.StartedAt.After(cutoff) {
 			continue
 		}
 		resolveErr := b.resolveWALLocked(ctx, s, cfg, client, w)

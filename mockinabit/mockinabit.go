@@ -95,6 +95,7 @@ type Server struct {
 	current        string
 	retired        map[string]bool
 	calls          map[Op]int
+	rejected       map[Op]int
 	faults         map[Op][]*Fault
 	release        chan struct{}
 	appliedSignals chan Op
@@ -122,6 +123,7 @@ func New(opts Options) *Server {
 		accessTTL:      opts.AccessTokenTTL,
 		retired:        map[string]bool{},
 		calls:          map[Op]int{},
+		rejected:       map[Op]int{},
 		faults:         map[Op][]*Fault{},
 		release:        make(chan struct{}),
 		appliedSignals: make(chan Op, 64),
@@ -206,11 +208,20 @@ func (s *Server) Calls(op Op) int {
 	return s.calls[op]
 }
 
+// Rejected counts calls for op that presented a dead or unknown login token. Two nodes rotating
+// the same token would show up here.
+func (s *Server) Rejected(op Op) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rejected[op]
+}
+
 // ResetCalls zeroes the counters.
 func (s *Server) ResetCalls() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = map[Op]int{}
+	s.rejected = map[Op]int{}
 }
 
 // InjectFault queues f for op; queued faults apply in order.
@@ -376,6 +387,9 @@ type resolver struct{ s *Server }
 func (r *resolver) authorize(ctx context.Context) error {
 	tok, _ := ctx.Value(authKey{}).(string)
 	if tok == "" || !r.s.LoginTokenValid(tok) {
+		r.s.mu.Lock()
+		r.s.rejected[OpAccessToken]++
+		r.s.mu.Unlock()
 		return unauthenticated{}
 	}
 	return nil
@@ -397,6 +411,7 @@ func (r *resolver) RefreshApiUserLoginToken(ctx context.Context) (string, error)
 	defer r.s.mu.Unlock()
 	// Check and swap under one lock: two concurrent refreshes with the same token must not both win.
 	if tok == "" || tok != r.s.current || !r.s.verify(tok, "login") {
+		r.s.rejected[OpRefresh]++
 		return "", unauthenticated{}
 	}
 	r.s.retired[r.s.current] = true

@@ -45,8 +45,8 @@ func TestRefreshKillsOldToken(t *testing.T) {
 	if len(errs) != 1 || errs[0].(map[string]any)["extensions"].(map[string]any)["code"] != "UNAUTHENTICATED" {
 		t.Fatalf("old token still accepted: %v", out)
 	}
-	if m.Calls(OpAccessToken) != 2 || m.Calls(OpRefresh) != 1 {
-		t.Fatalf("counts %d/%d", m.Calls(OpAccessToken), m.Calls(OpRefresh))
+	if m.Calls(OpAccessToken) != 2 || m.Calls(OpRefresh) != 1 || m.Rejected(OpAccessToken) != 1 || m.Rejected(OpRefresh) != 0 {
+		t.Fatalf("counts %d/%d rejected %d/%d", m.Calls(OpAccessToken), m.Calls(OpRefresh), m.Rejected(OpAccessToken), m.Rejected(OpRefresh))
 	}
 }
 
