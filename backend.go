@@ -48,6 +48,10 @@ type backend struct {
 	client     *inabitClient
 	clientKey  string
 	access     *accessToken
+	// claimsToken/claimsValue memoise the login token's claims: parsing a JWT on every token read
+	// was two thirds of the cached read path.
+	claimsToken string
+	claimsValue tokenClaims
 	// generation changes whenever the login token in use or the cached access token is
 	// invalidated; a fetch started under an older generation never fills the cache.
 	generation uint64
@@ -149,4 +153,20 @@ func (b *backend) sendEvent(ctx context.Context, eventType string, metadata ...s
 	if err := logical.SendEvent(ctx, b, eventType, metadata...); err != nil {
 		b.logger.Debug("event not sent", "type", eventType, "error", err)
 	}
+}
+
+// loginClaims is cfg.claims() memoised for the token in use.
+func (b *backend) loginClaims(cfg *inabitConfig) tokenClaims {
+	b.stateMu.Lock()
+	if b.claimsToken == cfg.LoginToken {
+		c := b.claimsValue
+		b.stateMu.Unlock()
+		return c
+	}
+	b.stateMu.Unlock()
+	c := cfg.claims()
+	b.stateMu.Lock()
+	b.claimsToken, b.claimsValue = cfg.LoginToken, c
+	b.stateMu.Unlock()
+	return c
 }

@@ -123,7 +123,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	}
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
-	for _, w := range loginTokenWarnings(cfg, now) {
+	for _, w := range loginTokenWarnings(cfg, b.loginClaims(cfg), now) {
 		resp.AddWarning(w)
 	}
 	return resp, nil
@@ -131,13 +131,13 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 
 // loginTokenWarnings tell every reader, not only whoever reads config, that the mount is headed
 // for an outage.
-func loginTokenWarnings(cfg *inabitConfig, now time.Time) []string {
+func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time) []string {
 	var warnings []string
 	if cfg.LastRotationError != "" {
 		warnings = append(warnings, fmt.Sprintf("the inabit login token is in danger: rotation is failing (%d failures): %s. Read inabit/config for status.",
 			cfg.RotationFailures, cfg.LastRotationError))
 	}
-	if exp := cfg.claims().ExpiresAt; !exp.IsZero() && exp.Sub(now) < loginTokenDangerWindow {
+	if exp := claims.ExpiresAt; !exp.IsZero() && exp.Sub(now) < loginTokenDangerWindow {
 		warnings = append(warnings, fmt.Sprintf("the inabit login token expires at %s (in %s): run \"vault write -f inabit/rotate-root\" or write a new login_token to inabit/config.",
 			formatTime(exp), exp.Sub(now).Truncate(time.Minute)))
 	}

@@ -90,11 +90,12 @@ func (l *logCapture) String() string {
 }
 
 type env struct {
-	t       *testing.T
-	cluster *vault.TestCluster
-	mock    *mockinabit.Server
-	mockURL string
-	logs    *logCapture
+	t         *testing.T
+	pluginDir string
+	cluster   *vault.TestCluster
+	mock      *mockinabit.Server
+	mockURL   string
+	logs      *logCapture
 }
 
 // newEnv starts an in-process Vault cluster (real core, real HTTP API, real plugin process) and a
@@ -120,7 +121,7 @@ func newEnv(t *testing.T, cores int, opts mockinabit.Options) *env {
 	})
 	cluster.Start()
 	t.Cleanup(cluster.Cleanup)
-	e := &env{t: t, cluster: cluster, mock: mock, mockURL: srv.URL, logs: logs}
+	e := &env{t: t, pluginDir: pluginDir, cluster: cluster, mock: mock, mockURL: srv.URL, logs: logs}
 	active := e.waitActive()
 
 	c := active.Client
@@ -246,4 +247,13 @@ func (e *env) assertNoTokenInLogs() {
 	if strings.Contains(e.logs.String(), header) {
 		e.t.Errorf("a token appeared in Vault or plugin logs")
 	}
+}
+
+// apiMessage is the error text a person sees, without the client library's framing.
+func apiMessage(err error) string {
+	var re *api.ResponseError
+	if errors.As(err, &re) && len(re.Errors) > 0 {
+		return strings.Join(re.Errors, "; ")
+	}
+	return err.Error()
 }

@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+)
+
+var faultCases = []struct {
+	name  string
+	fault mockinabit.Fault
+}{
+	{"HTTP 500", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 500, Body: "internal error"}},
+	{"HTTP 503", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Body: "<html><title>Service Unavailable</title></html>", ContentType: "text/html"}},
+	{"HTTP 429 Retry-After 30", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "30"}},
+	{"timeout", mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 6 * time.Second}},
+	{"HTML 401 page", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, Body: "<html><title>401 Unauthorized</title></html>", ContentType: "text/html"}},
+	{"GraphQL UNAUTHENTICATED", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "Unauthorized"}},
+	{"GraphQL generic error", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "INTERNAL_SERVER_ERROR", Message: "resolver failed"}},
+	{"garbage body", mockinabit.Fault{Kind: mockinabit.FaultGarbage}},
+	{"5 MiB body", mockinabit.Fault{Kind: mockinabit.FaultOversize, Size: 5 << 20}},
+	{"applied, answer dropped", mockinabit.Fault{Kind: mockinabit.FaultDropAfterApply}},
+}
+
+// TestFaultMatrix injects every fault on both upstream queries through the real core and plugin
+// process, and records per cell the API answer, the status fields, whether the login token
+// survived, and whether the next healthy call recovers. A lost token must always be reported.
+func TestFaultMatrix(t *testing.T) {
+	e := newEnv(t, 1, mockinabit.Options{})
+	var table []string
+	for _, op := range []mockinabit.Op{mockinabit.OpAccessToken, mockinabit.OpRefresh} {
+		for _, fc := range faultCases {
+			t.Run(string(op)+"/"+fc.name, func(t *testing.T) {
+				e.mock.ClearFaults()
+				login := e.mock.IssueLoginToken()
+				if _, err := e.client().Logical().Write(mountPath+"/config", map[string]interface{}{
+					"login_token": login, "url": e.mockURL, "request_timeout": 2,
+					"access_token_min_ttl": "15m", "verify_connection": false,
+				}); err != nil {
+					t.Fatal(err)
+				}
+				f := fc.fault
+				var err error
+				if op == mockinabit.OpAccessToken {
+					e.mock.InjectFault(op, f) // persistent: every bounded retry meets it
+					_, err = e.client().Logical().Read(mountPath + "/token")
+				} else {
+					f.Times = 1
+					e.mock.InjectFault(op, f)
+					_, err = e.client().Logical().Write(mountPath+"/rotate-root", nil)
+				}
+				if err == nil {
+					t.Fatal("the fault went unnoticed")
+				}
+				status, msg := statusOf(err), apiMessage(err)
+				if status < 400 || len(msg) < 20 {
+					t.Fatalf("answer %d %q is not an error a person understands", status, msg)
+				}
+				cfg := e.readConfig()
+				lastErr, _ := cfg["last_rotation_error"].(string)
+				survived := e.mock.LoginTokenValid(login)
+				if !survived && !strings.Contains(lastErr, "LOGIN TOKEN LOST") {
+					t.Fatalf("token lost without last_rotation_error saying so: %q", lastErr)
+				}
+				if op == mockinabit.OpAccessToken && lastErr != "" {
+					t.Fatalf("a token-read fault changed rotation status: %q", lastErr)
+				}
+
+				e.mock.ClearFaults()
+				recovered := "yes"
+				if op == mockinabit.OpRefresh && survived {
+					if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err != nil {
+						t.Fatalf("healthy rotation after the fault failed: %v", err)
+					}
+					if e.readConfig()["last_rotation_error"] != "" {
+						t.Fatal("status not cleared by a healthy rotation")
+					}
+				}
+				if survived {
+					e.readToken(e.client())
+				} else {
+					recovered = "no: operator writes a new login_token"
+					if _, err := e.client().Logical().Read(mountPath + "/token"); statusOf(err) != 502 {
+						t.Fatalf("read with a lost token: %v, want 502", err)
+					}
+				}
+				short := lastErr
+				if len(short) > 70 {
+					short = short[:70] + "…"
+				}
+				if len(msg) > 90 {
+					msg = msg[:90] + "…"
+				}
+				table = append(table, fmt.Sprintf("| %s | %s | %d %s | %s | %v | %s |", op, fc.name, status, msg, short, survived, recovered))
+			})
+		}
+	}
+	t.Logf("fault matrix:\n| query | fault | API answer | last_rotation_error | token survived | next healthy call |\n|---|---|---|---|---|---|\n%s", strings.Join(table, "\n"))
+}
+
+// pluginPIDs finds the plugin processes Vault started from pluginDir.
+func pluginPIDs(t *testing.T, binary string) []int {
+	t.Helper()
+	out, _ := exec.Command("pgrep", "-f", binary).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		var pid int
+		if _, err := fmt.Sscan(f, &pid); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func killPlugin(t *testing.T, e *env) {
+	t.Helper()
+	bin := filepath.Join(e.pluginDir, pluginCommand)
+	pids := pluginPIDs(t, bin)
+	if len(pids) == 0 {
+		t.Fatal("no plugin process to kill")
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// TestCrashPoints kills the plugin process, or steps down the active core, at points of the
+// rotation protocol that a real process can be stopped at from outside, then checks that the
+// next ticks leave the mount healthy or say exactly what happened.
+func TestCrashPoints(t *testing.T) {
+	if _, err := exec.LookPath("pgrep"); err != nil {
+		t.Fatal("pgrep is needed to find the plugin process (Debian package procps)")
+	}
+	cases := []struct {
+		name     string
+		cores    int
+		fault    *mockinabit.Fault // how the refresh is held while we crash
+		crash    string            // "kill" or "step-down"
+		wantLost bool
+	}{
+		{"kill, no rotation in flight", 1, nil, "kill", false},
+		{"kill while refresh in flight, not yet applied", 1, &mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: time.Minute, Times: 1}, "kill", false},
+		{"kill after inabit applied, before the answer", 1, &mockinabit.Fault{Kind: mockinabit.FaultHoldAfterApply, Delay: time.Minute, Times: 1}, "kill", true},
+		{"step down after inabit applied, before the answer", 3, &mockinabit.Fault{Kind: mockinabit.FaultHoldAfterApply, Delay: time.Minute, Times: 1}, "step-down", true},
+		{"step down while refresh in flight, not yet applied", 3, &mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: time.Minute, Times: 1}, "step-down", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tc.cores, mockinabit.Options{})
+			// Long enough to hold a refresh open while we crash; stale WALs are then settled after 74 s.
+			e.configure(map[string]interface{}{"request_timeout": 20})
+			login := e.mock.LoginToken()
+			active := e.waitActive()
+
+			var wg sync.WaitGroup
+			if tc.fault != nil {
+				e.mock.InjectFault(mockinabit.OpRefresh, *tc.fault)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, _ = active.Client.Logical().Write(mountPath+"/rotate-root", nil) // its answer is what we crash
+				}()
+				eventually(t, 20*time.Second, "the refresh to reach inabit", func() bool { return e.mock.Calls(mockinabit.OpRefresh) == 1 })
+				if tc.fault.Kind == mockinabit.FaultHoldAfterApply {
+					<-e.mock.Applied()
+				}
+			}
+			switch tc.crash {
+			case "kill":
+				killPlugin(t, e)
+			case "step-down":
+				if err := active.Client.Sys().StepDown(); err != nil {
+					t.Fatalf("step down: %v", err)
+				}
+				eventually(t, 60*time.Second, "a new active core", func() bool { return e.waitActive() != active })
+			}
+			e.mock.ClearFaults() // releases the held answer into a dead or demoted node
+			wg.Wait()
+
+			if tc.wantLost {
+				eventually(t, 150*time.Second, "the lost token to be reported", func() bool {
+					s, err := e.client().Logical().Read(mountPath + "/config")
+					return err == nil && s != nil && strings.Contains(fmt.Sprint(s.Data["last_rotation_error"]), "LOGIN TOKEN LOST")
+				})
+				if e.mock.LoginTokenValid(login) {
+					t.Fatal("test setup: the token was not actually lost")
+				}
+				// Recovery is the documented operator action.
+				e.configure(map[string]interface{}{"login_token": e.mock.IssueLoginToken()})
+				e.readToken(e.client())
+				return
+			}
+			// Not lost: the mount keeps working and the next rotation succeeds.
+			e.readToken(e.client())
+			if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err != nil {
+				t.Fatalf("rotation after the crash: %v", err)
+			}
+			if cfg := e.readConfig(); cfg["last_rotation_error"] != "" {
+				t.Fatalf("status after recovery: %v", cfg["last_rotation_error"])
+			}
+			if e.mock.Rejected(mockinabit.OpRefresh) != 0 {
+				t.Fatal("a refresh presented a dead token")
+			}
+		})
+	}
+}
