@@ -2,6 +2,7 @@ package inabit
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -324,6 +325,7 @@ func TestRotationRacingConfigWrites(t *testing.T) {
 	}
 }
 
+// 1000 reads while rotate-root runs and the config is rewritten twice.
 func TestReadsDuringRotationNeverFail(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, map[string]interface{}{"access_token_min_ttl": "15m"}) // every read goes upstream
@@ -344,7 +346,8 @@ func TestReadsDuringRotationNeverFail(t *testing.T) {
 				errs <- err
 			}
 		}()
-		if i == 10 {
+		switch i {
+		case 10:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -352,6 +355,18 @@ func TestReadsDuringRotationNeverFail(t *testing.T) {
 					errs <- err
 				}
 			}()
+		case 200, 500:
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{"rotation_period": fmt.Sprintf("%dh", 100+i)})
+				if err == nil && resp.IsError() {
+					err = resp.Error()
+				}
+				if err != nil {
+					errs <- err
+				}
+			}(i)
 		}
 	}
 	wg.Wait()

@@ -198,8 +198,8 @@ func TestPeriodicRotationAcrossLifetimes(t *testing.T) {
 }
 
 // TestHACluster: three cores on shared storage. Standbys forward reads and rotate-root; only the
-// active core rotates; after the active core steps down and is sealed, the new active keeps
-// rotating and the login token is never lost.
+// active core rotates; across five failovers (step-down and seal) the new active keeps rotating,
+// no rotation happens twice, and the login token is never lost.
 func TestHACluster(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 3, mockinabit.Options{LoginTokenTTL: 70 * time.Second})
@@ -220,15 +220,21 @@ func TestHACluster(t *testing.T) {
 		t.Fatalf("rotate-root through a standby made %d refreshes, want 1", got)
 	}
 
-	for round := 0; round < 2; round++ {
+	// Five failovers, alternating a step-down with sealing the active core, each followed by a
+	// periodic rotation on whichever core is active now.
+	for round := 0; round < 5; round++ {
 		active := e.waitActive()
-		if err := active.Client.Sys().StepDown(); err != nil {
-			t.Fatalf("step down: %v", err)
+		if round%2 == 0 {
+			if err := active.Client.Sys().StepDown(); err != nil {
+				t.Fatalf("step down: %v", err)
+			}
+		} else {
+			active.Seal(t)
 		}
-		eventually(t, 60*time.Second, "a new active core", func() bool {
-			a := e.waitActive()
-			return a != active
-		})
+		eventually(t, 60*time.Second, "a new active core", func() bool { return e.waitActive() != active })
+		if round%2 == 1 {
+			e.cluster.UnsealCore(t, active)
+		}
 		rotations := e.mock.Calls(mockinabit.OpRefresh)
 		eventually(t, 90*time.Second, "a periodic rotation on the new active core", func() bool {
 			return e.mock.Calls(mockinabit.OpRefresh) > rotations
@@ -241,6 +247,13 @@ func TestHACluster(t *testing.T) {
 			t.Fatalf("round %d: rotation error %v", round, cfg["last_rotation_error"])
 		}
 	}
+	// Two nodes rotating the same token would present a killed token: inabit would reject it.
+	if got := e.mock.Rejected(mockinabit.OpRefresh); got != 0 {
+		t.Fatalf("%d refreshes presented a dead token: a rotation happened twice", got)
+	}
+	if !e.mock.LoginTokenValid(e.mock.LoginToken()) {
+		t.Fatal("login token lost")
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < 50; i++ {
 		wg.Add(1)
@@ -252,4 +265,56 @@ func TestHACluster(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestConcurrentReadsDuringRotationAndConfigWrites: 1000 token reads through the HTTP API while
+// rotate-root runs and the config is rewritten. No read fails and inabit sees one refresh.
+func TestConcurrentReadsDuringRotationAndConfigWrites(t *testing.T) {
+	e := newEnv(t, 1, mockinabit.Options{})
+	e.configure(nil)
+	e.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 300 * time.Millisecond, Times: 1})
+	c := e.client()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1100)
+	sem := make(chan struct{}, 64)
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, err := c.Logical().Read(mountPath + "/token"); err != nil {
+				errs <- err
+			}
+		}(i)
+		switch i {
+		case 100:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := c.Logical().Write(mountPath+"/rotate-root", nil); err != nil {
+					errs <- err
+				}
+			}()
+		case 300, 600:
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				if _, err := c.Logical().Write(mountPath+"/config", map[string]interface{}{"rotation_period": fmt.Sprintf("%dh", 100+i)}); err != nil {
+					errs <- err
+				}
+			}(i)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("operation failed: %v", err)
+	}
+	if got := e.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("refreshes = %d, want 1", got)
+	}
+	if !e.mock.LoginTokenValid(e.mock.LoginToken()) || e.readConfig()["last_rotation_error"] != "" {
+		t.Fatal("mount unhealthy after the storm")
+	}
 }
