@@ -53,3 +53,11 @@ fuzz:
 
 clean:
 	rm -rf $(BIN_DIR) .dev .e2e.log
+
+# Load test on a real Vault (plugin vs a floor plugin, KV v2 and sys/health) plus the handler
+# benchmarks; writes bench/RESULTS.md. About 3 minutes.
+bench: build vault
+	go build -o $(BIN_DIR)/floorplugin ./bench/floorplugin
+	go test -run '^$$' -bench . -benchmem -benchtime 2s -count 3 . | tee $(BIN_DIR)/gobench.txt
+	cd e2e && go run ./cmd/bench -vault-bin $(VAULT_BIN) -plugin-bin $(PLUGIN_BIN) \
+		-floor-bin $(BIN_DIR)/floorplugin -go-bench $(BIN_DIR)/gobench.txt -out $(CURDIR)/bench/RESULTS.md

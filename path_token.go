@@ -106,7 +106,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	if cfg == nil {
 		return logical.ErrorResponse(errNoConfig.Error()), nil
 	}
-	at, err := b.accessToken(ctx, req.Storage)
+	at, err := b.accessTokenFor(ctx, cfg)
 	if err != nil {
 		return nil, tokenReadError(err)
 	}
@@ -176,6 +176,12 @@ func (b *backend) accessToken(ctx context.Context, s logical.Storage) (*accessTo
 	if cfg == nil {
 		return nil, errNoConfig
 	}
+	return b.accessTokenFor(ctx, cfg)
+}
+
+// accessTokenFor is accessToken for a caller that already holds the config (the hot read path
+// would otherwise copy it twice).
+func (b *backend) accessTokenFor(ctx context.Context, cfg *inabitConfig) (*accessToken, error) {
 	b.stateMu.Lock()
 	cached, gen := b.access, b.generation
 	b.stateMu.Unlock()

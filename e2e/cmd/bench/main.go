@@ -1,0 +1,408 @@
+// Command bench measures the inabit plugin inside a real Vault, side by side with what Vault
+// itself costs: a floor plugin (gRPC hop + lease, nothing else), a KV v2 read and sys/health.
+// It prints a Markdown report and writes it to -out. Run it with `make bench`.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+)
+
+type scenario struct {
+	name, path string
+	mock       bool // counts upstream calls
+}
+
+type sample struct {
+	rps                        float64
+	p50, p95, p99              time.Duration
+	errors, upstreamCalls, ops int
+}
+
+func main() {
+	vaultBin := flag.String("vault-bin", "", "real vault binary")
+	pluginBin := flag.String("plugin-bin", "", "vault-plugin-secrets-inabit binary")
+	floorBin := flag.String("floor-bin", "", "floor plugin binary")
+	goBench := flag.String("go-bench", "", "file with `go test -bench` output to include")
+	out := flag.String("out", "bench/RESULTS.md", "where to write the report")
+	duration := flag.Duration("duration", 3*time.Second, "length of one measured run")
+	reps := flag.Int("reps", 3, "interleaved repetitions of every scenario")
+	flag.Parse()
+	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin} {
+		if v == "" {
+			log.Fatalf("%s is required", name)
+		}
+	}
+
+	mock := mockinabit.New(mockinabit.Options{})
+	mockSrv := httptest.NewServer(mock.Handler())
+	defer mockSrv.Close()
+
+	dir, err := os.MkdirTemp("", "inabit-bench-")
+	must(err)
+	defer os.RemoveAll(dir)
+	pluginDir := filepath.Join(dir, "plugins")
+	must(os.MkdirAll(pluginDir, 0o755))
+	pluginSHA := copyExec(*pluginBin, filepath.Join(pluginDir, "vault-plugin-secrets-inabit"))
+	floorSHA := copyExec(*floorBin, filepath.Join(pluginDir, "floorplugin"))
+	must(os.WriteFile(filepath.Join(dir, "server.hcl"), []byte(fmt.Sprintf("plugin_directory = %q\n", pluginDir)), 0o600))
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	server := exec.Command(*vaultBin, "server", "-dev", "-dev-root-token-id=root", "-dev-listen-address="+addr,
+		"-config="+filepath.Join(dir, "server.hcl"), "-log-level=warn")
+	logFile, err := os.Create(filepath.Join(dir, "server.log"))
+	must(err)
+	server.Stdout, server.Stderr = logFile, logFile
+	server.Env = withoutVaultEnv()
+	must(server.Start())
+	defer func() { _ = server.Process.Signal(os.Interrupt); _ = server.Wait() }()
+
+	cfg := api.DefaultConfig()
+	cfg.Address = "http://" + addr
+	c, err := api.NewClient(cfg)
+	must(err)
+	c.SetToken("root")
+	waitFor(func() bool { h, err := c.Sys().Health(); return err == nil && !h.Sealed })
+
+	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "inabit", Type: api.PluginTypeSecrets, Command: "vault-plugin-secrets-inabit", SHA256: pluginSHA, Version: "v0.1.0"}))
+	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "floor", Type: api.PluginTypeSecrets, Command: "floorplugin", SHA256: floorSHA}))
+	mount := func(path, typ, version string) {
+		must(c.Sys().Mount(path, &api.MountInput{Type: typ, Config: api.MountConfigInput{MaxLeaseTTL: "15m", PluginVersion: version}}))
+	}
+	mount("inabit", "inabit", "v0.1.0")
+	mount("inabit-fresh", "inabit", "v0.1.0")
+	mount("inabit-stampede", "inabit", "v0.1.0")
+	mount("floor", "floor", "")
+	write := func(path string, data map[string]interface{}) {
+		_, err := c.Logical().Write(path, data)
+		must(err)
+	}
+	write("inabit/config", map[string]interface{}{"login_token": mock.LoginToken(), "url": mockSrv.URL})
+	write("inabit-fresh/config", map[string]interface{}{"login_token": mock.LoginToken(), "url": mockSrv.URL, "access_token_min_ttl": "15m"})
+	write("inabit-stampede/config", map[string]interface{}{"login_token": mock.LoginToken(), "url": mockSrv.URL, "verify_connection": false})
+	write("secret/data/bench", map[string]interface{}{"data": map[string]interface{}{"access_token": "constant"}})
+
+	scenarios := []scenario{
+		{"inabit/token (cached)", "inabit/token", true},
+		{"floor plugin (constant lease)", "floor/token", false},
+		{"KV v2 read", "secret/data/bench", false},
+		{"sys/health", "sys/health", false},
+		{"inabit/token (fresh per read)", "inabit-fresh/token", true},
+	}
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+	base := "http://" + addr + "/v1/"
+
+	// Warm every path (plugin processes, caches, connections) before measuring.
+	for _, s := range scenarios {
+		run(httpClient, base+s.path, 4, 500*time.Millisecond)
+	}
+
+	concurrencies := []int{1, 16, 64}
+	results := map[string]map[int][]sample{}
+	for _, s := range scenarios {
+		results[s.name] = map[int][]sample{}
+	}
+	for _, conc := range concurrencies {
+		for rep := 0; rep < *reps; rep++ {
+			for _, s := range scenarios { // interleaved: A B C … A B C …
+				before := mock.Calls(mockinabit.OpAccessToken)
+				smp := run(httpClient, base+s.path, conc, *duration)
+				if s.mock {
+					smp.upstreamCalls = mock.Calls(mockinabit.OpAccessToken) - before
+				}
+				results[s.name][conc] = append(results[s.name][conc], smp)
+				log.Printf("c=%-3d rep=%d %-32s %8.0f req/s p99=%s errors=%d", conc, rep+1, s.name, smp.rps, smp.p99, smp.errors)
+			}
+		}
+	}
+
+	// Cold stampede: 1000 concurrent first reads of a mount whose cache is empty.
+	before := mock.Calls(mockinabit.OpAccessToken)
+	var wg sync.WaitGroup
+	var stampedeErrors atomic.Int64
+	start := make(chan struct{})
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := get(httpClient, base+"inabit-stampede/token"); err != nil {
+				stampedeErrors.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	stampedeCalls := mock.Calls(mockinabit.OpAccessToken) - before
+
+	// Plugin process memory and threads around 100k cached reads.
+	pid := pluginPID(filepath.Join(pluginDir, "vault-plugin-secrets-inabit"))
+	rssBefore, threadsBefore := procStatus(pid)
+	leakRun := runCount(httpClient, base+"inabit/token", 64, 100_000)
+	runtime.GC()
+	time.Sleep(time.Second)
+	rssAfter, threadsAfter := procStatus(pid)
+	peak := procField(pid, "VmHWM")
+	floorRSS := procField(pluginPID(filepath.Join(pluginDir, "floorplugin")), "VmHWM")
+
+	var md strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&md, "# Benchmark results\n\nMeasured %s on `%s`: %d cores (%s), %s, Vault %s, plugin v0.1.0. ",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), cpuModel(), runtime.Version(), vaultVersion(*vaultBin))
+	fmt.Fprintf(&md, "Load generator, Vault dev server (in-memory storage), plugin processes and the mock inabit share the machine. "+
+		"Each cell is the median of %d interleaved %s runs (A B C … A B C …); the spread is min–max across runs.\n\n", *reps, *duration)
+	md.WriteString("## Throughput and latency\n\n| scenario | concurrency | req/s (median) | spread | p50 | p95 | p99 | upstream calls | errors |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, conc := range concurrencies {
+		for _, s := range scenarios {
+			smps := results[s.name][conc]
+			med := median(smps)
+			lo, hi := spread(smps)
+			calls, errs := 0, 0
+			for _, x := range smps {
+				calls += x.upstreamCalls
+				errs += x.errors
+			}
+			callCell := "–"
+			if s.mock {
+				callCell = fmt.Sprintf("%d / %d reads", calls, totalOps(smps))
+			}
+			fmt.Fprintf(&md, "| %s | %d | %.0f | %.0f–%.0f | %s | %s | %s | %s | %d |\n", s.name, conc, med.rps, lo, hi, ms(med.p50), ms(med.p95), ms(med.p99), callCell, errs)
+		}
+	}
+	md.WriteString("\n## Ratios (cached inabit/token vs the others)\n\n| concurrency | vs floor plugin (throughput) | vs floor (p99) | vs KV v2 (throughput) | floor vs KV v2 |\n|---|---|---|---|---|\n")
+	for _, conc := range concurrencies {
+		cached := median(results[scenarios[0].name][conc])
+		floor := median(results[scenarios[1].name][conc])
+		kv := median(results[scenarios[2].name][conc])
+		fmt.Fprintf(&md, "| %d | %.2f× | %.2f× | %.2f× | %.2f× |\n", conc, cached.rps/floor.rps, float64(cached.p99)/float64(floor.p99), cached.rps/kv.rps, floor.rps/kv.rps)
+	}
+	fmt.Fprintf(&md, "\n## Gentleness on inabit\n\n- Cold stampede: 1000 concurrent first reads of an empty cache made **%d** upstream call(s) (%d failed reads).\n", stampedeCalls, stampedeErrors.Load())
+	md.WriteString("- Warm cache: upstream calls per scenario are in the table above (one per access-token lifetime).\n")
+	fmt.Fprintf(&md, "\n## Plugin process\n\n| | before 100k reads | after 100k reads |\n|---|---|---|\n| RSS | %s | %s |\n| OS threads | %s | %s |\n| peak RSS (VmHWM) | | %s |\n| floor plugin peak RSS, for comparison | | %s |\n\n100k cached reads at concurrency 64 took %s (%d errors). ",
+		rssBefore, rssAfter, threadsBefore, threadsAfter, peak, floorRSS, leakRun.elapsed.Round(time.Millisecond), leakRun.errors)
+	md.WriteString("Goroutines are not visible from outside the process; `TestNoGoroutineLeakOver100kReads` checks them in-process.\n")
+	if *goBench != "" {
+		if raw, err := os.ReadFile(*goBench); err == nil {
+			fmt.Fprintf(&md, "\n## Handler benchmarks (`go test -bench`, in-process, no gRPC)\n\n```\n%s```\n", raw)
+		}
+	}
+	fmt.Print(md.String())
+	must(os.MkdirAll(filepath.Dir(*out), 0o755))
+	must(os.WriteFile(*out, []byte(md.String()), 0o644))
+	log.Printf("wrote %s", *out)
+}
+
+func run(c *http.Client, url string, conc int, d time.Duration) sample {
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 4096)
+			localErrs := 0
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				if err := get(c, url); err != nil {
+					localErrs++
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			errs += localErrs
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	return sample{rps: float64(len(lat)) / elapsed.Seconds(), p50: pct(0.50), p95: pct(0.95), p99: pct(0.99), errors: errs, ops: len(lat)}
+}
+
+type countRun struct {
+	elapsed time.Duration
+	errors  int64
+}
+
+func runCount(c *http.Client, url string, conc, total int) countRun {
+	var next, errs atomic.Int64
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for i := 0; i < conc; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(total) {
+				if err := get(c, url); err != nil {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return countRun{elapsed: time.Since(begin), errors: errs.Load()}
+}
+
+func get(c *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Vault-Token", "root")
+	res, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, res.Body)
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", res.StatusCode)
+	}
+	return nil
+}
+
+func median(s []sample) sample {
+	cp := append([]sample(nil), s...)
+	sort.Slice(cp, func(i, j int) bool { return cp[i].rps < cp[j].rps })
+	return cp[len(cp)/2]
+}
+
+func spread(s []sample) (float64, float64) {
+	lo, hi := s[0].rps, s[0].rps
+	for _, x := range s {
+		lo, hi = min(lo, x.rps), max(hi, x.rps)
+	}
+	return lo, hi
+}
+
+func totalOps(s []sample) int {
+	n := 0
+	for _, x := range s {
+		n += x.ops
+	}
+	return n
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+func copyExec(from, to string) string {
+	raw, err := os.ReadFile(from)
+	must(err)
+	must(os.WriteFile(to, raw, 0o755))
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func withoutVaultEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "VAULT_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func waitFor(cond func() bool) {
+	for i := 0; i < 300; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	log.Fatal("vault did not start")
+}
+
+func pluginPID(binary string) int {
+	out, _ := exec.Command("pgrep", "-f", binary).Output()
+	var pid int
+	_, _ = fmt.Sscan(string(out), &pid)
+	return pid
+}
+
+func procStatus(pid int) (rss, threads string) {
+	return procField(pid, "VmRSS"), procField(pid, "Threads")
+}
+
+func procField(pid int, field string) string {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "n/a"
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			return strings.Join(strings.Fields(strings.TrimPrefix(line, field+":")), " ")
+		}
+	}
+	return "n/a"
+}
+
+func cpuModel() string {
+	raw, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if i := strings.Index(line, ":"); i >= 0 {
+				return strings.TrimSpace(line[i+1:])
+			}
+		}
+	}
+	return "unknown CPU"
+}
+
+func vaultVersion(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(bytes.TrimSpace(out)))
+	if len(f) >= 2 {
+		return f[1]
+	}
+	return "unknown"
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
