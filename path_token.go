@@ -117,10 +117,9 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 		fieldTokenType:   "Bearer",
 		fieldExpiresAt:   formatTime(at.expiresAt),
 	}, nil)
+	// Vault's core caps this with the mount's max_lease_ttl (framework.CalculateTTL); asking the
+	// system view here ourselves was a gRPC round trip back to Vault on every read.
 	ttl := at.leaseTTL(now)
-	if maxTTL := b.System().MaxLeaseTTL(); maxTTL > 0 && ttl > maxTTL {
-		ttl = maxTTL
-	}
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
 	for _, w := range loginTokenWarnings(cfg, b.loginClaims(cfg), now) {

@@ -74,17 +74,6 @@ func TestAccessTokenWithoutExpAssumes15Minutes(t *testing.T) {
 	}
 }
 
-func TestTokenLeaseCappedByMountMax(t *testing.T) {
-	env := newTestEnv(t, mockinabit.Options{AccessTokenTTL: 15 * time.Minute})
-	sys := logical.TestSystemView()
-	sys.MaxLeaseTTLVal = 5 * time.Minute
-	env.b.System().(*logical.StaticSystemView).MaxLeaseTTLVal = sys.MaxLeaseTTLVal
-	env.configure(t, nil)
-	if ttl := env.readToken(t).Secret.TTL; ttl != 5*time.Minute {
-		t.Fatalf("lease TTL %s, want the mount max 5m", ttl)
-	}
-}
-
 func TestTokenCacheHonoursMinTTL(t *testing.T) {
 	cases := []struct {
 		name        string

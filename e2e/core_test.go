@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/hashicorp/vault/api"
 
 	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
 )
@@ -146,6 +147,13 @@ func TestTokenLeaseRevokeAndDisable(t *testing.T) {
 	}
 	if s.LeaseDuration < 500 {
 		t.Fatalf("lease_duration %ds is far below 15m - 60s", s.LeaseDuration)
+	}
+	// The mount's max lease TTL caps the lease (Vault's core applies it).
+	if err := c.Sys().TuneMount(mountPath, api.MountConfigInput{MaxLeaseTTL: "5m"}); err != nil {
+		t.Fatal(err)
+	}
+	if capped := e.readToken(c); capped.LeaseDuration > 300 || capped.LeaseDuration < 290 {
+		t.Fatalf("lease_duration %ds with max_lease_ttl=5m, want 300", capped.LeaseDuration)
 	}
 	if err := c.Sys().Revoke(s.LeaseID); err != nil {
 		t.Fatalf("lease revoke: %v", err)

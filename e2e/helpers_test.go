@@ -92,6 +92,7 @@ func (l *logCapture) String() string {
 type env struct {
 	t         *testing.T
 	pluginDir string
+	auditLog  string
 	cluster   *vault.TestCluster
 	mock      *mockinabit.Server
 	mockURL   string
@@ -125,6 +126,15 @@ func newEnv(t *testing.T, cores int, opts mockinabit.Options) *env {
 	active := e.waitActive()
 
 	c := active.Client
+	// Every in-process cluster audits to a file, so the whole suite proves the plugin never
+	// defeats Vault's HMACing of response data.
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
+	if err := c.Sys().EnableAuditWithOptions("file", &api.EnableAuditOptions{
+		Type: "file", Options: map[string]string{"file_path": auditLog},
+	}); err != nil {
+		t.Fatalf("enable audit: %v", err)
+	}
+	e.auditLog = auditLog
 	if err := c.Sys().RegisterPlugin(&api.RegisterPluginInput{
 		Name: pluginName, Type: api.PluginTypeSecrets, Command: pluginCommand, SHA256: pluginSHA, Version: pluginVersion,
 	}); err != nil {
@@ -246,6 +256,16 @@ func (e *env) assertNoTokenInLogs() {
 	header := strings.SplitN(e.mock.LoginToken(), ".", 2)[0]
 	if strings.Contains(e.logs.String(), header) {
 		e.t.Errorf("a token appeared in Vault or plugin logs")
+	}
+	if !strings.Contains(e.logs.String(), "secrets.inabit") {
+		e.t.Errorf("no plugin log lines were captured: the log check proves nothing")
+	}
+	audit, err := os.ReadFile(e.auditLog)
+	if err != nil || len(audit) == 0 {
+		e.t.Errorf("audit log %s missing or empty: %v", e.auditLog, err)
+	}
+	if strings.Contains(string(audit), header) {
+		e.t.Errorf("a token appears in clear in the audit log")
 	}
 }
 

@@ -35,8 +35,10 @@ var floorToken = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + strings.Repeat("eyJmb
 func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := &framework.Backend{BackendType: logical.TypeLogical}
 	secret := &framework.Secret{
-		Type:   "floor_token",
-		Revoke: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) { return nil, nil },
+		Type: "floor_token",
+		Revoke: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+			return nil, nil
+		},
 	}
 	b.Secrets = []*framework.Secret{secret}
 	b.Paths = []*framework.Path{{
