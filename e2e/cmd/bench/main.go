@@ -396,7 +396,7 @@ func vaultVersion(bin string) string {
 	}
 	f := strings.Fields(string(bytes.TrimSpace(out)))
 	if len(f) >= 2 {
-		return f[1]
+		return strings.TrimSuffix(f[1], ",")
 	}
 	return "unknown"
 }
