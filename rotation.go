@@ -127,6 +127,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, trigger string)
 			msg: "an earlier rotation did not finish and its outcome is still unknown (" + err.Error() + "); not rotating until inabit can tell us", err: err})
 	}
 
+	b.crashPoint(crashBeforeWAL)
 	startedAt := b.now().UTC()
 	walID, err := framework.PutWAL(ctx, s, walKindRotation, &rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: startedAt})
 	if err != nil {
@@ -136,6 +137,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, trigger string)
 			msg: fmt.Sprintf("storage is not writable (%v); inabit was not called and the login token is unchanged", err), err: err})
 	}
 
+	b.crashPoint(crashAfterWAL)
 	b.loginMu.Lock()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.RequestTimeout+2*time.Second)
 	newToken, refreshErr := client.RefreshLoginToken(rctx, cfg.LoginToken)
@@ -144,6 +146,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, trigger string)
 		b.loginMu.Unlock()
 		return nil, b.handleRefreshFailure(ctx, s, cfg, client, trigger, walID, startedAt, refreshErr)
 	}
+	b.crashPoint(crashAfterRefresh)
 	newCfg, unsavedErr := b.installRotatedTokenLocked(ctx, s, cfg, newToken, walID)
 	b.loginMu.Unlock()
 
@@ -151,6 +154,7 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, trigger string)
 		b.sendEvent(ctx, eventRotateFail, "path", pathRotateRootPattern, "trigger", trigger, "error", unsavedErr.Error(), "login_token_lost", "false")
 		return newCfg, unsavedErr
 	}
+	b.crashPoint(crashAfterPersist)
 	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
 		// Harmless: the WAL's hash no longer matches the stored token, so recovery will see the
 		// rotation finished.

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
 )
 
@@ -198,7 +200,81 @@ func TestCrashPoints(t *testing.T) {
 				e.readToken(e.client())
 				return
 			}
-			// Not lost: the mount keeps working and the next rotation succeeds.
+			// Not lost: the mount keeps working and the next rotation succeeds. Vault notices a
+			// killed plugin process on the first request after it and restarts it, so that one
+			// request may fail with a gRPC error; that is Vault's behaviour, not the plugin's.
+			eventually(t, 30*time.Second, "Vault to restart the plugin", func() bool {
+				_, err := e.client().Logical().Read(mountPath + "/token")
+				return err == nil
+			})
+			if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err != nil {
+				t.Fatalf("rotation after the crash: %v", err)
+			}
+			if cfg := e.readConfig(); cfg["last_rotation_error"] != "" {
+				t.Fatalf("status after recovery: %v", cfg["last_rotation_error"])
+			}
+			if e.mock.Rejected(mockinabit.OpRefresh) != 0 {
+				t.Fatal("a refresh presented a dead token")
+			}
+		})
+	}
+}
+
+// registerPlugin (re)registers the plugin with extra environment and reloads it, so the next
+// request runs a fresh process with that environment.
+func (e *env) registerPlugin(t *testing.T, envVars ...string) {
+	t.Helper()
+	c := e.client()
+	if err := c.Sys().RegisterPlugin(&api.RegisterPluginInput{
+		Name: pluginName, Type: api.PluginTypeSecrets, Command: pluginCommand, SHA256: pluginSHA, Version: pluginVersion, Env: envVars,
+	}); err != nil {
+		t.Fatalf("register plugin: %v", err)
+	}
+	if _, err := c.Sys().ReloadPlugin(&api.ReloadPluginInput{Plugin: pluginName}); err != nil {
+		t.Fatalf("reload plugin: %v", err)
+	}
+}
+
+// TestCrashPointsInsideRotation stops the real plugin process between two statements of the
+// rotation protocol (a test-only crash point named by an environment variable set at
+// registration), restarts it without the crash point, and checks what the mount says and does.
+func TestCrashPointsInsideRotation(t *testing.T) {
+	cases := []struct {
+		point    string
+		wantLost bool
+	}{
+		{"before-wal", false},
+		{"after-wal", false},
+		{"after-refresh", true},
+		{"after-persist", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.point, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, 1, mockinabit.Options{})
+			e.configure(map[string]interface{}{"request_timeout": 5}) // stale WALs settled after 44 s
+			login := e.mock.LoginToken()
+			e.registerPlugin(t, "INABIT_PLUGIN_TEST_CRASH_AT="+tc.point)
+			if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err == nil {
+				t.Fatal("rotate-root succeeded although the plugin was to die mid-rotation")
+			}
+			e.registerPlugin(t) // the node comes back, healthy
+
+			if tc.wantLost {
+				if e.mock.LoginTokenValid(login) {
+					t.Fatal("test setup: inabit did not apply the refresh")
+				}
+				eventually(t, 120*time.Second, "the lost token to be reported by a periodic tick", func() bool {
+					s, err := e.client().Logical().Read(mountPath + "/config")
+					return err == nil && s != nil && strings.Contains(fmt.Sprint(s.Data["last_rotation_error"]), "LOGIN TOKEN LOST")
+				})
+				if _, err := e.client().Logical().Read(mountPath + "/token"); statusOf(err) != 502 || !strings.Contains(apiMessage(err), "login_token") {
+					t.Fatalf("token read with a lost token: %v", err)
+				}
+				e.configure(map[string]interface{}{"login_token": e.mock.IssueLoginToken()})
+				e.readToken(e.client())
+				return
+			}
 			e.readToken(e.client())
 			if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err != nil {
 				t.Fatalf("rotation after the crash: %v", err)
