@@ -115,6 +115,12 @@ func (c *inabitConfig) nextRotationAt() time.Time {
 }
 
 func pathConfig(b *backend) *framework.Path {
+	write := &framework.PathOperation{
+		Callback:                    b.pathConfigWrite,
+		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+		ForwardPerformanceStandby:   true,
+		ForwardPerformanceSecondary: true,
+	}
 	return &framework.Path{
 		Pattern: pathConfigPattern,
 		DisplayAttrs: &framework.DisplayAttributes{
@@ -175,18 +181,8 @@ func pathConfig(b *backend) *framework.Path {
 				Callback:     b.pathConfigRead,
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
 			},
-			logical.CreateOperation: &framework.PathOperation{
-				Callback:                    b.pathConfigWrite,
-				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.pathConfigWrite,
-				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
+			logical.CreateOperation: write,
+			logical.UpdateOperation: write,
 			logical.DeleteOperation: &framework.PathOperation{
 				Callback:                    b.pathConfigDelete,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},

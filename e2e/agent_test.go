@@ -99,21 +99,7 @@ func devServer(t *testing.T, dir string, mockURL, loginToken string, extra map[s
 		h, err := c.Sys().Health()
 		return err == nil && h.Initialized && !h.Sealed
 	})
-	if err := c.Sys().EnableAuditWithOptions("file", &api.EnableAuditOptions{
-		Type: "file", Options: map[string]string{"file_path": filepath.Join(dir, "audit.log")},
-	}); err != nil {
-		t.Fatalf("enable audit: %v", err)
-	}
-	if err := c.Sys().RegisterPlugin(&api.RegisterPluginInput{
-		Name: pluginName, Type: api.PluginTypeSecrets, Command: pluginCommand, SHA256: pluginSHA, Version: pluginVersion,
-	}); err != nil {
-		t.Fatalf("register: %v", err)
-	}
-	if err := c.Sys().Mount(mountPath, &api.MountInput{
-		Type: pluginName, Config: api.MountConfigInput{MaxLeaseTTL: "15m", PluginVersion: pluginVersion},
-	}); err != nil {
-		t.Fatalf("mount: %v", err)
-	}
+	setupMount(t, c, filepath.Join(dir, "audit.log"))
 	data := map[string]interface{}{"url": mockURL, "login_token": loginToken}
 	for k, v := range extra {
 		data[k] = v

@@ -188,16 +188,7 @@ func TestCrashPoints(t *testing.T) {
 			wg.Wait()
 
 			if tc.wantLost {
-				eventually(t, 150*time.Second, "the lost token to be reported", func() bool {
-					s, err := e.client().Logical().Read(mountPath + "/config")
-					return err == nil && s != nil && strings.Contains(fmt.Sprint(s.Data["last_rotation_error"]), "LOGIN TOKEN LOST")
-				})
-				if e.mock.LoginTokenValid(login) {
-					t.Fatal("test setup: the token was not actually lost")
-				}
-				// Recovery is the documented operator action.
-				e.configure(map[string]interface{}{"login_token": e.mock.IssueLoginToken()})
-				e.readToken(e.client())
+				e.assertLostReportedThenRecover(t, login, 150*time.Second)
 				return
 			}
 			// Not lost: the mount keeps working and the next rotation succeeds. Vault notices a
@@ -207,15 +198,7 @@ func TestCrashPoints(t *testing.T) {
 				_, err := e.client().Logical().Read(mountPath + "/token")
 				return err == nil
 			})
-			if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err != nil {
-				t.Fatalf("rotation after the crash: %v", err)
-			}
-			if cfg := e.readConfig(); cfg["last_rotation_error"] != "" {
-				t.Fatalf("status after recovery: %v", cfg["last_rotation_error"])
-			}
-			if e.mock.Rejected(mockinabit.OpRefresh) != 0 {
-				t.Fatal("a refresh presented a dead token")
-			}
+			e.assertRotatesCleanly(t)
 		})
 	}
 }
@@ -261,30 +244,45 @@ func TestCrashPointsInsideRotation(t *testing.T) {
 			e.registerPlugin(t) // the node comes back, healthy
 
 			if tc.wantLost {
-				if e.mock.LoginTokenValid(login) {
-					t.Fatal("test setup: inabit did not apply the refresh")
-				}
-				eventually(t, 120*time.Second, "the lost token to be reported by a periodic tick", func() bool {
-					s, err := e.client().Logical().Read(mountPath + "/config")
-					return err == nil && s != nil && strings.Contains(fmt.Sprint(s.Data["last_rotation_error"]), "LOGIN TOKEN LOST")
-				})
-				if _, err := e.client().Logical().Read(mountPath + "/token"); statusOf(err) != 502 || !strings.Contains(apiMessage(err), "login_token") {
-					t.Fatalf("token read with a lost token: %v", err)
-				}
-				e.configure(map[string]interface{}{"login_token": e.mock.IssueLoginToken()})
-				e.readToken(e.client())
+				e.assertLostReportedThenRecover(t, login, 120*time.Second)
 				return
 			}
 			e.readToken(e.client())
-			if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err != nil {
-				t.Fatalf("rotation after the crash: %v", err)
-			}
-			if cfg := e.readConfig(); cfg["last_rotation_error"] != "" {
-				t.Fatalf("status after recovery: %v", cfg["last_rotation_error"])
-			}
-			if e.mock.Rejected(mockinabit.OpRefresh) != 0 {
-				t.Fatal("a refresh presented a dead token")
-			}
+			e.assertRotatesCleanly(t)
 		})
 	}
+}
+
+// assertRotatesCleanly: after a crash that lost nothing, the next rotation succeeds, the status
+// is clean, and no refresh ever presented a dead token.
+func (e *env) assertRotatesCleanly(t *testing.T) {
+	t.Helper()
+	if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err != nil {
+		t.Fatalf("rotation after the crash: %v", err)
+	}
+	if cfg := e.readConfig(); cfg["last_rotation_error"] != "" {
+		t.Fatalf("status after recovery: %v", cfg["last_rotation_error"])
+	}
+	if e.mock.Rejected(mockinabit.OpRefresh) != 0 {
+		t.Fatal("a refresh presented a dead token")
+	}
+}
+
+// assertLostReportedThenRecover: inabit killed the login token and Vault never saved its
+// successor; the mount must say so, reads must fail pointing at the fix, and the documented
+// operator action (a new login_token) must bring it back.
+func (e *env) assertLostReportedThenRecover(t *testing.T, login string, within time.Duration) {
+	t.Helper()
+	if e.mock.LoginTokenValid(login) {
+		t.Fatal("test setup: inabit did not apply the refresh")
+	}
+	eventually(t, within, "the lost token to be reported", func() bool {
+		s, err := e.client().Logical().Read(mountPath + "/config")
+		return err == nil && s != nil && strings.Contains(fmt.Sprint(s.Data["last_rotation_error"]), "LOGIN TOKEN LOST")
+	})
+	if _, err := e.client().Logical().Read(mountPath + "/token"); statusOf(err) != 502 || !strings.Contains(apiMessage(err), "login_token") {
+		t.Fatalf("token read with a lost token: %v", err)
+	}
+	e.configure(map[string]interface{}{"login_token": e.mock.IssueLoginToken()})
+	e.readToken(e.client())
 }

@@ -125,26 +125,10 @@ func newEnv(t *testing.T, cores int, opts mockinabit.Options) *env {
 	e := &env{t: t, pluginDir: pluginDir, cluster: cluster, mock: mock, mockURL: srv.URL, logs: logs}
 	active := e.waitActive()
 
-	c := active.Client
 	// Every in-process cluster audits to a file, so the whole suite proves the plugin never
 	// defeats Vault's HMACing of response data.
-	auditLog := filepath.Join(t.TempDir(), "audit.log")
-	if err := c.Sys().EnableAuditWithOptions("file", &api.EnableAuditOptions{
-		Type: "file", Options: map[string]string{"file_path": auditLog},
-	}); err != nil {
-		t.Fatalf("enable audit: %v", err)
-	}
-	e.auditLog = auditLog
-	if err := c.Sys().RegisterPlugin(&api.RegisterPluginInput{
-		Name: pluginName, Type: api.PluginTypeSecrets, Command: pluginCommand, SHA256: pluginSHA, Version: pluginVersion,
-	}); err != nil {
-		t.Fatalf("register plugin: %v", err)
-	}
-	if err := c.Sys().Mount(mountPath, &api.MountInput{
-		Type: pluginName, Config: api.MountConfigInput{MaxLeaseTTL: "15m", PluginVersion: pluginVersion},
-	}); err != nil {
-		t.Fatalf("enable plugin: %v", err)
-	}
+	e.auditLog = filepath.Join(t.TempDir(), "audit.log")
+	setupMount(t, active.Client, e.auditLog)
 	t.Cleanup(func() { e.assertNoTokenInLogs() })
 	return e
 }
@@ -276,4 +260,25 @@ func apiMessage(err error) string {
 		return strings.Join(re.Errors, "; ")
 	}
 	return err.Error()
+}
+
+// setupMount enables a file audit device, registers the plugin by sha256 and version, and mounts
+// it at inabit/ with leases capped at the access-token lifetime.
+func setupMount(t *testing.T, c *api.Client, auditLog string) {
+	t.Helper()
+	if err := c.Sys().EnableAuditWithOptions("file", &api.EnableAuditOptions{
+		Type: "file", Options: map[string]string{"file_path": auditLog},
+	}); err != nil {
+		t.Fatalf("enable audit: %v", err)
+	}
+	if err := c.Sys().RegisterPlugin(&api.RegisterPluginInput{
+		Name: pluginName, Type: api.PluginTypeSecrets, Command: pluginCommand, SHA256: pluginSHA, Version: pluginVersion,
+	}); err != nil {
+		t.Fatalf("register plugin: %v", err)
+	}
+	if err := c.Sys().Mount(mountPath, &api.MountInput{
+		Type: pluginName, Config: api.MountConfigInput{MaxLeaseTTL: "15m", PluginVersion: pluginVersion},
+	}); err != nil {
+		t.Fatalf("enable plugin: %v", err)
+	}
 }
