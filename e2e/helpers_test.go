@@ -257,7 +257,12 @@ func (e *env) assertNoTokenInLogs() {
 func apiMessage(err error) string {
 	var re *api.ResponseError
 	if errors.As(err, &re) && len(re.Errors) > 0 {
-		return strings.Join(re.Errors, "; ")
+		msg := strings.Join(re.Errors, "; ")
+		// Vault wraps plugin errors as "1 error occurred:\n\t* <message>\n\n".
+		if i := strings.Index(msg, "* "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		return strings.TrimSpace(msg)
 	}
 	return err.Error()
 }
