@@ -2,7 +2,7 @@
 # Builds the real `vault` binary (server, CLI, agent) from the Vault Go module pinned in
 # e2e/go.mod, once per machine and version, into .tools/vault-$VAULT_VERSION/vault.
 # Vault publishes no prebuilt binary we can fetch here, so it is compiled from the Go module
-# proxy: ~4 GB of modules and ~20 minutes on 2 cores when cold, seconds when cached.
+# proxy: ~4 GB of modules and ~30 minutes on 2 cores when cold, seconds when cached.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +22,7 @@ fi
 
 mkdir -p "$(dirname "$out")"
 echo "install-vault: building Vault $version from the Go module proxy into $out"
-echo "install-vault: a cold build downloads ~4 GB and takes ~20 minutes on 2 cores; progress follows every minute"
+echo "install-vault: a cold build downloads ~4 GB and takes ~30 minutes on 2 cores (28 measured); progress follows every minute"
 start=$(date +%s)
 (
   while sleep 60; do
