@@ -58,7 +58,7 @@ type backend struct {
 
 	flight singleflight.Group
 
-	// now and walMinAge are fields so tests can drive time and crash recovery quickly.
+	// now is a field so tests can move the clock; WALRollbackMinAge on framework.Backend likewise.
 	now func() time.Time
 }
 

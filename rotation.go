@@ -478,9 +478,9 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	defer b.mu.Unlock()
 
 	b.stateMu.Lock()
-	unsavedMatches := b.unsaved
+	unsaved := b.unsaved
 	b.stateMu.Unlock()
-	if unsavedMatches {
+	if unsaved {
 		// Our own rotation whose save failed: saving it is the recovery.
 		return b.persistUnsavedLocked(ctx, req.Storage)
 	}
