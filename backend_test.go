@@ -131,6 +131,16 @@ func (e *testEnv) request(op logical.Operation, path string, data map[string]int
 	})
 }
 
+// requestOK is request with an error response (a 400) folded into the error, for callers that
+// only need to know whether the operation succeeded.
+func (e *testEnv) requestOK(op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
+	resp, err := e.request(op, path, data)
+	if err == nil && resp.IsError() {
+		err = resp.Error()
+	}
+	return resp, err
+}
+
 // configure writes a working config pointing at the mock and fails the test otherwise.
 func (e *testEnv) configure(t testing.TB, extra map[string]interface{}) {
 	t.Helper()

@@ -126,10 +126,7 @@ func TestConcurrentReadsShareOneUpstreamCall(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			resp, err := env.request(logical.ReadOperation, "token", nil)
-			if err == nil && resp.IsError() {
-				err = resp.Error()
-			}
+			resp, err := env.requestOK(logical.ReadOperation, "token", nil)
 			errs[i] = err
 			if resp != nil && resp.Data != nil {
 				tokens[i], _ = resp.Data["access_token"].(string)

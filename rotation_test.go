@@ -338,11 +338,7 @@ func TestReadsDuringRotationNeverFail(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := env.request(logical.ReadOperation, "token", nil)
-			if err == nil && resp.IsError() {
-				err = resp.Error()
-			}
-			if err != nil {
+			if _, err := env.requestOK(logical.ReadOperation, "token", nil); err != nil {
 				errs <- err
 			}
 		}()
@@ -351,7 +347,7 @@ func TestReadsDuringRotationNeverFail(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err != nil {
+				if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err != nil {
 					errs <- err
 				}
 			}()
@@ -359,11 +355,7 @@ func TestReadsDuringRotationNeverFail(t *testing.T) {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{"rotation_period": fmt.Sprintf("%dh", 100+i)})
-				if err == nil && resp.IsError() {
-					err = resp.Error()
-				}
-				if err != nil {
+				if _, err := env.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"rotation_period": fmt.Sprintf("%dh", 100+i)}); err != nil {
 					errs <- err
 				}
 			}(i)
