@@ -4,6 +4,7 @@ package inabit
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +61,11 @@ type backend struct {
 
 	// now is a field so tests can move the clock; WALRollbackMinAge on framework.Backend likewise.
 	now func() time.Time
+	// Test seams, nil/false in production: transport replaces the network under the client's
+	// status handling (the simulation's in-process inabit), and noRetryWait makes the client's and
+	// the save's retries immediate so a virtual clock is never outrun by real sleeps.
+	transport   http.RoundTripper
+	noRetryWait bool
 }
 
 // Factory is the plugin entry point used by cmd/ and by tests.
@@ -141,7 +147,7 @@ func (b *backend) clientFor(cfg *inabitConfig) *inabitClient {
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
 	if b.client == nil || b.clientKey != key {
-		b.client = newInabitClient(cfg.URL, cfg.RequestTimeout)
+		b.client = newInabitClientWith(cfg.URL, cfg.RequestTimeout, b.transport, b.noRetryWait)
 		b.clientKey = key
 	}
 	return b.client

@@ -99,12 +99,18 @@ func sanitize(s string) string {
 // inabitClient talks GraphQL to one inabit endpoint.
 type inabitClient struct {
 	gql *graphql.Client
+	// noRetryWait makes retries immediate (deterministic simulation only).
+	noRetryWait bool
 }
 
 func newInabitClient(endpoint string, timeout time.Duration) *inabitClient {
-	httpClient := &http.Client{
-		Timeout: timeout,
-		Transport: &statusTransport{base: &http.Transport{
+	return newInabitClientWith(endpoint, timeout, nil, false)
+}
+
+// newInabitClientWith lets tests put an in-process inabit under the client's status handling.
+func newInabitClientWith(endpoint string, timeout time.Duration, base http.RoundTripper, noRetryWait bool) *inabitClient {
+	if base == nil {
+		base = &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   timeout,
@@ -112,13 +118,17 @@ func newInabitClient(endpoint string, timeout time.Duration) *inabitClient {
 			MaxIdleConnsPerHost:   4,
 			IdleConnTimeout:       90 * time.Second,
 			ForceAttemptHTTP2:     true,
-		}},
+		}
+	}
+	httpClient := &http.Client{
+		Timeout:   timeout,
+		Transport: &statusTransport{base: base},
 		// A redirect would resend the bearer token to wherever upstream points; refuse it.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	// machinebox's Log hook prints headers and bodies, which hold tokens: it keeps its no-op
 	// default and is never assigned.
-	return &inabitClient{gql: graphql.NewClient(endpoint, graphql.WithHTTPClient(httpClient))}
+	return &inabitClient{gql: graphql.NewClient(endpoint, graphql.WithHTTPClient(httpClient)), noRetryWait: noRetryWait}
 }
 
 // AccessToken asks for a short-lived access token. It is idempotent, so transient faults are
@@ -131,11 +141,18 @@ func (c *inabitClient) AccessToken(ctx context.Context, loginToken string) (stri
 		}
 		return "", retryable(err)
 	},
-		backoff.WithBackOff(&backoff.ExponentialBackOff{
-			InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.3,
-			Multiplier: 2, MaxInterval: 2 * time.Second,
-		}),
+		backoff.WithBackOff(c.retryBackOff()),
 		backoff.WithMaxTries(maxUpstreamAttempts))
+}
+
+func (c *inabitClient) retryBackOff() backoff.BackOff {
+	if c.noRetryWait {
+		return &backoff.ZeroBackOff{}
+	}
+	return &backoff.ExponentialBackOff{
+		InitialInterval: 200 * time.Millisecond, RandomizationFactor: 0.3,
+		Multiplier: 2, MaxInterval: 2 * time.Second,
+	}
 }
 
 // RefreshLoginToken trades the login token for a new one; inabit kills the old one at once. It
