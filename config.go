@@ -1,0 +1,267 @@
+package inabit
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// This file is the mount's one storage entry: its fields, their validation, and the schedule they
+// imply. path_config.go holds the path and its handlers.
+
+const (
+	pathConfigPattern = "config"
+	configStorageKey  = "config"
+
+	fieldLoginToken               = "login_token"
+	fieldURL                      = "url"
+	fieldRotationPeriod           = "rotation_period"
+	fieldDisableAutomatedRotation = "disable_automated_rotation"
+	fieldAccessTokenMinTTL        = "access_token_min_ttl"
+	fieldRequestTimeout           = "request_timeout"
+	fieldVerifyConnection         = "verify_connection"
+
+	fieldLoginTokenIssuedAt  = "login_token_issued_at"
+	fieldLoginTokenExpiresAt = "login_token_expires_at"
+	fieldLastRotatedAt       = "last_rotated_at"
+	fieldNextRotationAt      = "next_rotation_at"
+	fieldLastRotationError   = "last_rotation_error"
+	fieldRotationFailures    = "rotation_failures"
+
+	defaultRotationPeriod    = 360 * time.Hour
+	defaultAccessTokenMinTTL = 10 * time.Minute
+	defaultRequestTimeout    = 30 * time.Second
+
+	minRotationPeriod    = time.Minute
+	maxRotationPeriod    = 8760 * time.Hour
+	minAccessTokenMinTTL = 2 * leaseSafetyMargin
+	maxAccessTokenMinTTL = 24 * time.Hour
+	minRequestTimeout    = time.Second
+	maxRequestTimeout    = 5 * time.Minute
+
+	maxLoginTokenLen = 8 << 10
+	maxURLLen        = 2048
+	// A login token "valid" for more than this is a mistake or a forgery, not a 30-day token.
+	maxLoginTokenFuture = 10 * 365 * 24 * time.Hour
+	// clockSkew tolerates an inabit clock slightly ahead of Vault's when checking iat.
+	clockSkew = 5 * time.Minute
+)
+
+// inabitConfig is the one storage entry of a mount: settings, the login token, and rotation status.
+type inabitConfig struct {
+	LoginToken               string        `json:"login_token"`
+	URL                      string        `json:"url"`
+	RotationPeriod           time.Duration `json:"rotation_period"`
+	DisableAutomatedRotation bool          `json:"disable_automated_rotation"`
+	AccessTokenMinTTL        time.Duration `json:"access_token_min_ttl"`
+	RequestTimeout           time.Duration `json:"request_timeout"`
+	VerifyConnection         bool          `json:"verify_connection"`
+
+	// LoginTokenStoredAt stands in for iat when the token has none.
+	LoginTokenStoredAt  time.Time `json:"login_token_stored_at"`
+	LastRotatedAt       time.Time `json:"last_rotated_at,omitempty"`
+	LastRotationError   string    `json:"last_rotation_error,omitempty"`
+	LastRotationErrorAt time.Time `json:"last_rotation_error_at,omitempty"`
+	RotationFailures    int       `json:"rotation_failures,omitempty"`
+}
+
+func defaultConfig() *inabitConfig {
+	return &inabitConfig{
+		URL:               defaultURL,
+		RotationPeriod:    defaultRotationPeriod,
+		AccessTokenMinTTL: defaultAccessTokenMinTTL,
+		RequestTimeout:    defaultRequestTimeout,
+		VerifyConnection:  true,
+	}
+}
+
+func (c *inabitConfig) clone() *inabitConfig {
+	if c == nil {
+		return nil
+	}
+	cp := *c
+	return &cp
+}
+
+// claims of the login token; a stored token always parsed when it was written, so an error here
+// only means "unknown".
+func (c *inabitConfig) claims() tokenClaims {
+	cl, _ := parseClaims(c.LoginToken)
+	return cl
+}
+
+// tokenBornAt is when the login token's age starts: its iat, else when Vault stored it.
+func (c *inabitConfig) tokenBornAt() time.Time {
+	if iat := c.claims().IssuedAt; !iat.IsZero() {
+		return iat
+	}
+	return c.LoginTokenStoredAt
+}
+
+// nextRotationAt is zero when automated rotation is off.
+func (c *inabitConfig) nextRotationAt() time.Time {
+	if c.DisableAutomatedRotation {
+		return time.Time{}
+	}
+	if c.RotationFailures > 0 && !c.LastRotationErrorAt.IsZero() {
+		return c.LastRotationErrorAt.Add(rotationRetryDelay(c.RotationFailures))
+	}
+	return c.tokenBornAt().Add(c.RotationPeriod)
+}
+
+func configFieldNames() []string {
+	return []string{fieldLoginToken, fieldURL, fieldRotationPeriod, fieldDisableAutomatedRotation,
+		fieldAccessTokenMinTTL, fieldRequestTimeout, fieldVerifyConnection}
+}
+
+// applyConfigFields validates every field present in d and copies it into cfg. It names the
+// field and the fix in each error.
+func applyConfigFields(cfg *inabitConfig, d *framework.FieldData, creating bool, now time.Time) error {
+	if raw, ok := d.GetOk(fieldLoginToken); ok {
+		tok, err := validateLoginToken(raw.(string), now)
+		if err != nil {
+			return err
+		}
+		cfg.LoginToken = tok
+	} else if creating {
+		return fmt.Errorf("%s is required: write the API user's login token, for example %s=@login-token.jwt", fieldLoginToken, fieldLoginToken)
+	}
+
+	if raw, ok := d.GetOk(fieldURL); ok {
+		u, err := validateURL(raw.(string))
+		if err != nil {
+			return err
+		}
+		cfg.URL = u
+	}
+	if raw, ok := d.GetOk(fieldDisableAutomatedRotation); ok {
+		cfg.DisableAutomatedRotation = raw.(bool)
+	}
+	if raw, ok := d.GetOk(fieldVerifyConnection); ok {
+		cfg.VerifyConnection = raw.(bool)
+	}
+	durations := []struct {
+		field    string
+		dst      *time.Duration
+		min, max time.Duration
+	}{
+		{fieldRotationPeriod, &cfg.RotationPeriod, minRotationPeriod, maxRotationPeriod},
+		{fieldAccessTokenMinTTL, &cfg.AccessTokenMinTTL, minAccessTokenMinTTL, maxAccessTokenMinTTL},
+		{fieldRequestTimeout, &cfg.RequestTimeout, minRequestTimeout, maxRequestTimeout},
+	}
+	for _, f := range durations {
+		raw, ok := d.GetOk(f.field)
+		if !ok {
+			continue
+		}
+		v := time.Duration(raw.(int)) * time.Second
+		if v < f.min || v > f.max {
+			return fmt.Errorf("%s must be between %s and %s, got %s", f.field, f.min, f.max, v)
+		}
+		*f.dst = v
+	}
+
+	if lifetime := cfg.claims().lifetime(); lifetime > 0 && cfg.RotationPeriod >= lifetime {
+		return fmt.Errorf("%s (%s) must be shorter than the login token's lifetime (%s), or the token expires before it is rotated; 360h suits 30-day tokens",
+			fieldRotationPeriod, cfg.RotationPeriod, lifetime)
+	}
+	return nil
+}
+
+func validateLoginToken(tok string, now time.Time) (string, error) {
+	// A trailing newline from login_token=@file is a copy-paste artefact, not part of the token.
+	tok = strings.TrimSpace(tok)
+	switch {
+	case tok == "":
+		return "", fmt.Errorf("%s is empty: write the API user's login token (a JWT)", fieldLoginToken)
+	case len(tok) > maxLoginTokenLen:
+		return "", fmt.Errorf("%s is %d bytes, longer than any inabit login token (max %d): check what was pasted", fieldLoginToken, len(tok), maxLoginTokenLen)
+	case strings.IndexFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return "", fmt.Errorf("%s contains whitespace or control characters: paste the JWT alone", fieldLoginToken)
+	case strings.HasPrefix(strings.ToLower(tok), "bearer"):
+		return "", fmt.Errorf("%s must be the JWT alone, without the \"Bearer\" prefix", fieldLoginToken)
+	}
+	claims, err := parseClaims(tok)
+	if err != nil {
+		return "", fmt.Errorf("%s is %w: write the login token inabit issued for the API user", fieldLoginToken, err)
+	}
+	if !claims.ExpiresAt.IsZero() {
+		if !claims.ExpiresAt.After(now) {
+			return "", fmt.Errorf("%s expired at %s: ask inabit support for a new login token", fieldLoginToken, formatTime(claims.ExpiresAt))
+		}
+		if claims.ExpiresAt.Sub(now) > maxLoginTokenFuture {
+			return "", fmt.Errorf("%s claims to expire at %s, which no inabit login token does: check that this is the login token", fieldLoginToken, formatTime(claims.ExpiresAt))
+		}
+	}
+	if !claims.IssuedAt.IsZero() && claims.IssuedAt.After(now.Add(clockSkew)) {
+		return "", fmt.Errorf("%s is issued in the future (%s): check the token, or this server's clock", fieldLoginToken, formatTime(claims.IssuedAt))
+	}
+	return tok, nil
+}
+
+func validateURL(raw string) (string, error) {
+	if len(raw) > maxURLLen {
+		return "", fmt.Errorf("%s is longer than %d characters", fieldURL, maxURLLen)
+	}
+	if strings.IndexFunc(raw, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return "", fmt.Errorf("%s contains whitespace or control characters", fieldURL)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "" {
+		return "", fmt.Errorf("%s must be an absolute URL such as %s", fieldURL, defaultURL)
+	}
+	if u.User != nil {
+		return "", fmt.Errorf("%s must not carry credentials: the login token is the only credential", fieldURL)
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return "", fmt.Errorf("%s must not have a #fragment", fieldURL)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+	case "http":
+		if !isLoopbackHost(u.Hostname()) {
+			return "", fmt.Errorf("%s must use https://; http:// is allowed only for loopback hosts (127.0.0.0/8, ::1, localhost)", fieldURL)
+		}
+	default:
+		return "", fmt.Errorf("%s must use https:// (got scheme %q)", fieldURL, u.Scheme)
+	}
+	return u.String(), nil
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func readConfig(ctx context.Context, s logical.Storage) (*inabitConfig, error) {
+	entry, err := s.Get(ctx, configStorageKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	cfg := defaultConfig()
+	if err := entry.DecodeJSON(cfg); err != nil {
+		return nil, fmt.Errorf("decoding config: %w", err)
+	}
+	return cfg, nil
+}
+
+func putConfig(ctx context.Context, s logical.Storage, cfg *inabitConfig) error {
+	entry, err := logical.StorageEntryJSON(configStorageKey, cfg)
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, entry)
+}
