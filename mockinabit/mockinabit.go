@@ -51,13 +51,23 @@ const (
 	FaultGarbage
 	// FaultOversize answers HTTP 200 with Size bytes of JSON-looking filler.
 	FaultOversize
-	// FaultDelay waits Delay before handling the call, and drops it if the client gave up.
+	// FaultDelay waits Delay and then handles the call even if the client has gone away, as a
+	// real server keeps working after its client hangs up (a refresh is applied and the old token
+	// dies); the answer is written only if the client is still there. Every application is
+	// signalled on Applied.
 	FaultDelay
 	// FaultDropAfterApply applies the call (a refresh kills the old token) and closes the
 	// connection without answering: the lost-answer case.
 	FaultDropAfterApply
-	// FaultHoldAfterApply applies the call, then waits Delay (or until Release) before answering.
+	// FaultHoldAfterApply applies the call, then waits Delay (or until ClearFaults) before answering.
 	FaultHoldAfterApply
+	// FaultHang holds the request until the client gives up, Delay passes (if set) or
+	// ClearFaults, and then closes the connection without answering. The call is never applied:
+	// a proxy that swallowed it.
+	FaultHang
+	// FaultPartial applies the call and answers HTTP 200 with both the real data and an errors[]
+	// entry built from Message and Code (a GraphQL partial answer).
+	FaultPartial
 )
 
 // Fault is one injected misbehaviour. Times is how many calls it affects; 0 means every call
@@ -99,6 +109,9 @@ type Server struct {
 	faults         map[Op][]*Fault
 	release        chan struct{}
 	appliedSignals chan Op
+	// busy counts fault handlers still running; idle is closed whenever busy drops to zero.
+	busy int
+	idle chan struct{}
 }
 
 // New returns a mock holding one fresh login token.
@@ -127,7 +140,9 @@ func New(opts Options) *Server {
 		faults:         map[Op][]*Fault{},
 		release:        make(chan struct{}),
 		appliedSignals: make(chan Op, 64),
+		idle:           make(chan struct{}),
 	}
+	close(s.idle)
 	s.schema = graphql.MustParseSchema(schemaSDL, &resolver{s: s})
 	s.current = s.mint("login", s.loginTTL)
 	return s
@@ -189,6 +204,17 @@ func (s *Server) LoginTokenValid(tok string) bool {
 // AccessTokenValid says whether tok is an unexpired access token this mock issued.
 func (s *Server) AccessTokenValid(tok string) bool { return s.verify(tok, "access") }
 
+// SetLoginTokenTTL changes the lifetime of login tokens minted from now on (by a refresh or
+// IssueLoginToken); the live token keeps its exp.
+func (s *Server) SetLoginTokenTTL(d time.Duration) { s.SetTTLs(d, 0) }
+
+// TTLs reports the lifetimes given to newly minted login and access tokens.
+func (s *Server) TTLs() (login, access time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loginTTL, s.accessTTL
+}
+
 // SetTTLs changes the lifetimes of tokens minted from now on; zero keeps a value.
 func (s *Server) SetTTLs(login, access time.Duration) {
 	s.mu.Lock()
@@ -241,9 +267,64 @@ func (s *Server) ClearFaults() {
 	s.release = make(chan struct{})
 }
 
-// Applied delivers the op of every call a FaultDropAfterApply or FaultHoldAfterApply applied,
-// so a test knows the upstream state changed before it crashes something.
+// Applied delivers the op of every call a fault handler applied (FaultDelay, FaultDropAfterApply,
+// FaultHoldAfterApply, FaultPartial), so a test knows the upstream state changed before it
+// crashes something. Sends never block: with nobody reading, signals beyond the buffer (64) are
+// dropped.
 func (s *Server) Applied() <-chan Op { return s.appliedSignals }
+
+func (s *Server) signalApplied(op Op) {
+	select {
+	case s.appliedSignals <- op:
+	default:
+	}
+}
+
+// WaitIdle waits until no fault handler is still running (a delayed call has been applied or
+// dropped, a held answer has been written) and says whether that happened within timeout.
+func (s *Server) WaitIdle(timeout time.Duration) bool {
+	s.mu.Lock()
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return true
+	default:
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
+// enterFaultLocked counts a fault handler as running; callers hold s.mu. takeFault calls it under
+// the same lock that counts the call, so a test that saw Calls grow and then calls WaitIdle
+// waits for that call's handler.
+func (s *Server) enterFaultLocked() {
+	if s.busy == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.busy++
+}
+
+func (s *Server) leaveFault() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy--
+	if s.busy == 0 {
+		close(s.idle)
+	}
+}
+
+func (s *Server) releaseChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.release
+}
 
 func (s *Server) takeFault(op Op) *Fault {
 	s.mu.Lock()
@@ -261,6 +342,7 @@ func (s *Server) takeFault(op Op) *Fault {
 		}
 	}
 	cp := *f
+	s.enterFaultLocked()
 	return &cp
 }
 
@@ -292,6 +374,7 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, gql http.Handler, f *Fault, op Op) {
+	defer s.leaveFault()
 	switch f.Kind {
 	case FaultStatus:
 		if f.ContentType != "" {
@@ -317,45 +400,89 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, gql http.Han
 		_, _ = w.Write(bytes.Repeat([]byte("a"), f.Size))
 		_, _ = io.WriteString(w, `"}}`)
 	case FaultDelay:
+		timer := time.NewTimer(f.Delay)
+		defer timer.Stop()
+		<-timer.C
+		// The client may have hung up meanwhile; a real server applies the call all the same.
+		rec := s.apply(gql, r, op)
+		if r.Context().Err() == nil {
+			copyRecorded(w, rec)
+		}
+	case FaultHang:
+		var after <-chan time.Time
+		if f.Delay > 0 {
+			timer := time.NewTimer(f.Delay)
+			defer timer.Stop()
+			after = timer.C
+		}
 		select {
-		case <-time.After(f.Delay):
-			gql.ServeHTTP(w, r)
 		case <-r.Context().Done():
+			return
+		case <-after:
+		case <-s.releaseChan():
 		}
+		dropConnection(w)
+	case FaultPartial:
+		rec := s.apply(gql, r, op)
+		var out map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out == nil {
+			out = map[string]any{"data": nil}
+		}
+		errs, _ := out["errors"].([]any)
+		out["errors"] = append(errs, map[string]any{"message": f.Message, "extensions": map[string]string{"code": f.Code}})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_ = json.NewEncoder(w).Encode(out)
 	case FaultDropAfterApply, FaultHoldAfterApply:
-		rec := httptest.NewRecorder()
-		gql.ServeHTTP(rec, r)
-		s.appliedSignals <- op
+		rec := s.apply(gql, r, op)
 		if f.Kind == FaultDropAfterApply {
-			if hj, ok := w.(http.Hijacker); ok {
-				if conn, _, err := hj.Hijack(); err == nil {
-					_ = conn.Close()
-					return
-				}
-			}
-			panic(http.ErrAbortHandler)
+			dropConnection(w)
+			return
 		}
-		s.mu.Lock()
-		release := s.release
-		s.mu.Unlock()
+		release := s.releaseChan()
 		wait := f.Delay
 		if wait <= 0 {
 			wait = time.Hour
 		}
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
 		select {
-		case <-time.After(wait):
+		case <-timer.C:
 		case <-release:
 		case <-r.Context().Done():
 			return
 		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		_, _ = w.Write(rec.Body.Bytes())
+		copyRecorded(w, rec)
 	default:
 		http.Error(w, fmt.Sprintf("unknown fault %d", f.Kind), http.StatusInternalServerError)
 	}
+}
+
+// apply runs the call to completion whether or not the client is still connected, and signals it.
+func (s *Server) apply(gql http.Handler, r *http.Request, op Op) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	gql.ServeHTTP(rec, r.WithContext(context.WithoutCancel(r.Context())))
+	s.signalApplied(op)
+	return rec
+}
+
+func copyRecorded(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// dropConnection closes the connection without an answer.
+func dropConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
 }
 
 func opOf(body []byte) Op {
@@ -417,4 +544,42 @@ func (r *resolver) RefreshApiUserLoginToken(ctx context.Context) (string, error)
 	r.s.retired[r.s.current] = true
 	r.s.current = r.s.mint("login", r.s.loginTTL)
 	return r.s.current, nil
+}
+
+// AdminHandler serves the mock's run-time controls for scripts and the e2e suite; mount it on
+// /admin/ next to Handler (cmd/mock-inabit does):
+//
+//	POST /admin/ttl?login=90s&access=60s   lifetimes of tokens minted from now on (either may be omitted)
+//	GET  /admin/ttl                        the current lifetimes
+//
+// Both answer {"login_ttl":"90s","access_ttl":"1m0s"}.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/admin/ttl", func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+		case http.MethodPost:
+			var set [2]time.Duration
+			for i, name := range []string{"login", "access"} {
+				v := r.URL.Query().Get(name)
+				if v == "" {
+					continue
+				}
+				d, err := time.ParseDuration(v)
+				if err != nil || d <= 0 {
+					http.Error(w, fmt.Sprintf("%s=%q: want a positive Go duration such as 90s", name, v), http.StatusBadRequest)
+					return
+				}
+				set[i] = d
+			}
+			s.SetTTLs(set[0], set[1])
+		default:
+			http.Error(w, "GET or POST /admin/ttl?login=90s&access=60s", http.StatusMethodNotAllowed)
+			return
+		}
+		login, access := s.TTLs()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"login_ttl": login.String(), "access_ttl": access.String()})
+	})
+	return mux
 }
