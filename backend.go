@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -53,6 +54,11 @@ type backend struct {
 	// was two thirds of the cached read path.
 	claimsToken string
 	claimsValue tokenClaims
+	// rejectedToken is the hash of a login token inabit itself rejected on this node: it is
+	// probed before any refresh, and never refreshed.
+	rejectedToken string
+	// mountPath is the mount's path as requests name it ("inabit-admin/"), for messages.
+	mountPath atomic.Value
 	// generation changes whenever the login token in use or the cached access token is
 	// invalidated; a fetch started under an older generation never fills the cache.
 	generation uint64
@@ -89,6 +95,8 @@ func newBackend(conf *logical.BackendConfig) *backend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{configStorageKey},
+			// Performance secondaries never rotate, so they have no use for a primary's WAL.
+			LocalStorage: []string{framework.WALPrefix},
 		},
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b), pathToken(b), pathRotateRoot(b)},
@@ -120,7 +128,27 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	b.dropStateLocked()
 }
 
+// cleanWait bounds how long Clean waits for a rotation in flight to save its token.
+const cleanWait = 30 * time.Second
+
+// clean runs on unmount, reload, seal and step-down. A rotation in flight may be holding a token
+// inabit has already minted; give it a bounded time to save it, and say so loudly if it cannot.
 func (b *backend) clean(context.Context) {
+	deadline := time.Now().Add(cleanWait)
+	for !b.mu.TryLock() {
+		if time.Now().After(deadline) {
+			b.logger.Error("plugin stopping while a login-token rotation is still running after " + cleanWait.String() +
+				"; if inabit applies it and its answer is not saved, the next active node reports LOGIN TOKEN LOST once it settles the rotation's WAL entry")
+			b.dropAll()
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer b.mu.Unlock()
+	b.dropAll()
+}
+
+func (b *backend) dropAll() {
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
 	if b.unsaved {
@@ -135,6 +163,7 @@ func (b *backend) clean(context.Context) {
 func (b *backend) dropStateLocked() {
 	b.config = nil
 	b.access = nil
+	b.client.closeIdle()
 	b.client = nil
 	b.clientKey = ""
 	b.generation++
@@ -147,6 +176,7 @@ func (b *backend) clientFor(cfg *inabitConfig) *inabitClient {
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
 	if b.client == nil || b.clientKey != key {
+		b.client.closeIdle()
 		b.client = newInabitClientWith(cfg.URL, cfg.RequestTimeout, b.transport, b.noRetryWait)
 		b.clientKey = key
 	}
@@ -176,3 +206,22 @@ func (b *backend) loginClaims(cfg *inabitConfig) tokenClaims {
 	b.stateMu.Unlock()
 	return c
 }
+
+// noteMount remembers the mount path requests arrive on, so that messages name it.
+func (b *backend) noteMount(req *logical.Request) {
+	if req != nil && req.MountPoint != "" {
+		if cur, _ := b.mountPath.Load().(string); cur != req.MountPoint {
+			b.mountPath.Store(req.MountPoint)
+		}
+	}
+}
+
+func (b *backend) mountOrDefault() string {
+	if m, _ := b.mountPath.Load().(string); m != "" {
+		return m
+	}
+	return "inabit/"
+}
+
+// configPath is the config path as an operator types it: "inabit-admin/config".
+func (b *backend) configPath() string { return b.mountOrDefault() + pathConfigPattern }

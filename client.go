@@ -41,7 +41,12 @@ const (
 // Typed upstream errors. Callers match them with errors.Is; the concrete *UpstreamError carries the
 // detail.
 var (
-	ErrUnauthorized        = errors.New("inabit rejected the login token")
+	// ErrUnauthorized is inabit's own word that the login token is dead: a GraphQL
+	// UNAUTHENTICATED error, or an HTTP 401 that is not an HTML page. Nothing else proves it.
+	ErrUnauthorized = errors.New("inabit rejected the login token")
+	// ErrRefused is a 401/403 HTML page, any other 403, or a GraphQL FORBIDDEN: a WAF, a proxy,
+	// or a role without the right. It says nothing about whether the login token still works.
+	ErrRefused             = errors.New("inabit, or a proxy in front of it, refused the request")
 	ErrRateLimited         = errors.New("inabit rate-limited the request")
 	ErrUpstreamUnavailable = errors.New("inabit is unavailable")
 	ErrBadResponse         = errors.New("inabit returned a response that is not a valid answer")
@@ -56,7 +61,15 @@ type UpstreamError struct {
 	// Sent is true when the request may have reached inabit, so a non-idempotent call may
 	// have been applied even though we got no answer.
 	Sent bool
+	// Answered is true when inabit itself answered (a GraphQL error, a 401 or 429 of the API's):
+	// the call is over and was not applied. Without it, a sent refresh may still be applied later.
+	Answered bool
 }
+
+// MayStillApply says whether a refresh that failed this way may have been applied, or may yet be
+// applied, by inabit: the request left this host and no answer of inabit's own came back. A
+// timeout, a dropped connection, a 5xx or a proxy's page all leave inabit free to finish the call.
+func (e *UpstreamError) MayStillApply() bool { return e.Sent && !e.Answered }
 
 func (e *UpstreamError) Error() string {
 	var b strings.Builder
@@ -98,7 +111,8 @@ func sanitize(s string) string {
 
 // inabitClient talks GraphQL to one inabit endpoint.
 type inabitClient struct {
-	gql *graphql.Client
+	gql  *graphql.Client
+	http *http.Client
 	// noRetryWait makes retries immediate (deterministic simulation only).
 	noRetryWait bool
 }
@@ -128,7 +142,14 @@ func newInabitClientWith(endpoint string, timeout time.Duration, base http.Round
 	}
 	// machinebox's Log hook prints headers and bodies, which hold tokens: it keeps its no-op
 	// default and is never assigned.
-	return &inabitClient{gql: graphql.NewClient(endpoint, graphql.WithHTTPClient(httpClient)), noRetryWait: noRetryWait}
+	return &inabitClient{gql: graphql.NewClient(endpoint, graphql.WithHTTPClient(httpClient)), http: httpClient, noRetryWait: noRetryWait}
+}
+
+// closeIdle releases the connections of a client the mount no longer uses.
+func (c *inabitClient) closeIdle() {
+	if c != nil {
+		c.http.CloseIdleConnections()
+	}
 }
 
 // AccessToken asks for a short-lived access token. It is idempotent, so transient faults are
@@ -136,6 +157,11 @@ func newInabitClientWith(endpoint string, timeout time.Duration, base http.Round
 func (c *inabitClient) AccessToken(ctx context.Context, loginToken string) (string, error) {
 	return backoff.Retry(ctx, func() (string, error) {
 		tok, err := c.query(ctx, queryAccessToken, "getApiUserAccessToken", loginToken)
+		var partial *partialAnswer
+		if errors.As(err, &partial) {
+			// A token in the answer is inabit's word that the login token works.
+			return partial.token, nil
+		}
 		if err == nil {
 			return tok, nil
 		}
@@ -158,9 +184,26 @@ func (c *inabitClient) retryBackOff() backoff.BackOff {
 // RefreshLoginToken trades the login token for a new one; inabit kills the old one at once. It
 // is never retried here: a second attempt after an applied-but-unanswered refresh would present
 // a dead token. The caller decides, after probing, whether anything happened.
-func (c *inabitClient) RefreshLoginToken(ctx context.Context, loginToken string) (string, error) {
-	return c.query(ctx, queryRefreshLogin, "refreshApiUserLoginToken", loginToken)
+//
+// An answer that carries the new token is a success whatever else it says: GraphQL allows data
+// and errors together, and throwing the token away would lose the login token. answerErrors then
+// holds the (redacted) error messages for the caller to log.
+func (c *inabitClient) RefreshLoginToken(ctx context.Context, loginToken string) (newToken, answerErrors string, err error) {
+	tok, err := c.query(ctx, queryRefreshLogin, "refreshApiUserLoginToken", loginToken)
+	var partial *partialAnswer
+	if errors.As(err, &partial) {
+		return partial.token, partial.errors, nil
+	}
+	return tok, "", err
 }
+
+// partialAnswer is an answer with both the requested token and GraphQL errors.
+type partialAnswer struct {
+	token  string
+	errors string
+}
+
+func (p *partialAnswer) Error() string { return "partial GraphQL answer: " + p.errors }
 
 // retryable marks which failures are worth another attempt of an idempotent call.
 func retryable(err error) error {
@@ -185,9 +228,20 @@ func (c *inabitClient) query(ctx context.Context, q, field, loginToken string) (
 	req := graphql.NewRequest(q)
 	req.Header.Set("Authorization", "Bearer "+loginToken)
 	var resp map[string]json.RawMessage
-	if err := c.gql.Run(ctx, req, &resp); err != nil {
-		return "", classify(ctx, err)
+	runErr := c.gql.Run(ctx, req, &resp)
+	// machinebox decodes data before it reports the first GraphQL error, so a partial answer's
+	// token is in resp even when runErr is set.
+	tok, tokErr := tokenField(resp, field)
+	if runErr != nil {
+		if tokErr == nil && strings.HasPrefix(runErr.Error(), "graphql: ") {
+			return "", &partialAnswer{token: tok, errors: sanitize(strings.TrimPrefix(runErr.Error(), "graphql: "))}
+		}
+		return "", classify(ctx, runErr)
 	}
+	return tok, tokErr
+}
+
+func tokenField(resp map[string]json.RawMessage, field string) (string, error) {
 	raw, ok := resp[field]
 	if !ok || len(raw) == 0 || string(raw) == "null" {
 		return "", &UpstreamError{Kind: ErrBadResponse, Status: http.StatusOK, Detail: "no " + field + " in the answer", Sent: true}
@@ -218,8 +272,9 @@ func classify(ctx context.Context, err error) error {
 	case strings.HasPrefix(err.Error(), "decoding response"):
 		return &UpstreamError{Kind: ErrBadResponse, Status: http.StatusOK, Detail: "answer is not GraphQL JSON", Sent: true}
 	case strings.HasPrefix(err.Error(), "graphql: "):
-		// A GraphQL error that statusTransport did not recognise as an auth failure.
-		return &UpstreamError{Kind: ErrBadResponse, Status: http.StatusOK, Detail: "GraphQL error: " + sanitize(strings.TrimPrefix(err.Error(), "graphql: ")), Sent: true}
+		// A GraphQL error that statusTransport did not recognise as an auth failure: inabit
+		// answered, so the call is over.
+		return &UpstreamError{Kind: ErrBadResponse, Status: http.StatusOK, Detail: "GraphQL error: " + sanitize(strings.TrimPrefix(err.Error(), "graphql: ")), Sent: true, Answered: true}
 	default:
 		return &UpstreamError{Kind: ErrUpstreamUnavailable, Detail: "connection failed: " + sanitize(err.Error()), Sent: true}
 	}
@@ -230,6 +285,13 @@ func classify(ctx context.Context, err error) error {
 // would report an HTML 502 page as a JSON syntax error.
 type statusTransport struct {
 	base http.RoundTripper
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the pooled transport.
+func (t *statusTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -253,7 +315,8 @@ func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return res, nil
 }
 
-type graphQLErrors struct {
+type graphQLAnswer struct {
+	Data   map[string]json.RawMessage `json:"data"`
 	Errors []struct {
 		Message    string `json:"message"`
 		Extensions struct {
@@ -262,30 +325,78 @@ type graphQLErrors struct {
 	} `json:"errors"`
 }
 
-func statusError(res *http.Response, body []byte) *UpstreamError {
-	status := res.StatusCode
-	switch {
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return &UpstreamError{Kind: ErrUnauthorized, Status: status, Detail: bodyHint(body), Sent: true}
-	case status == http.StatusTooManyRequests:
-		return &UpstreamError{Kind: ErrRateLimited, Status: status, RetryAfter: parseRetryAfter(res.Header.Get("Retry-After")), Sent: true}
-	case status >= 500:
-		return &UpstreamError{Kind: ErrUpstreamUnavailable, Status: status, Detail: bodyHint(body), Sent: true}
-	case status < 200 || status > 299:
-		return &UpstreamError{Kind: ErrBadResponse, Status: status, Detail: bodyHint(body), Sent: true}
+// parseGraphQL reads body as a GraphQL answer; ok is false when it is not one (an HTML page,
+// garbage, or JSON without data or errors), i.e. when it cannot be inabit's own answer.
+func parseGraphQL(body []byte) (ans graphQLAnswer, ok bool) {
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(body, &probe) != nil {
+		return ans, false
 	}
-	var ge graphQLErrors
-	if err := json.Unmarshal(body, &ge); err != nil {
-		return &UpstreamError{Kind: ErrBadResponse, Status: status, Detail: "answer is not GraphQL JSON" + hintSuffix(body), Sent: true}
+	_, hasData := probe["data"]
+	_, hasErrors := probe["errors"]
+	if !hasData && !hasErrors {
+		return ans, false
 	}
-	for _, e := range ge.Errors {
+	return ans, json.Unmarshal(body, &ans) == nil
+}
+
+// authError finds an authentication or authorization error among a GraphQL answer's errors.
+func (a graphQLAnswer) authError() (kind error, message string) {
+	for _, e := range a.Errors {
 		code := strings.ToUpper(e.Extensions.Code)
 		msg := strings.ToLower(e.Message)
-		if code == "UNAUTHENTICATED" || code == "FORBIDDEN" || strings.Contains(msg, "unauthorized") || strings.Contains(msg, "unauthenticated") {
-			return &UpstreamError{Kind: ErrUnauthorized, Status: status, Detail: "GraphQL error: " + sanitize(e.Message), Sent: true}
+		switch {
+		case code == "UNAUTHENTICATED" || strings.Contains(msg, "unauthorized") || strings.Contains(msg, "unauthenticated"):
+			return ErrUnauthorized, e.Message
+		case code == "FORBIDDEN":
+			return ErrRefused, e.Message
 		}
 	}
+	return nil, ""
+}
+
+// hasToken says whether the answer carries a non-empty string in some data field: a partial
+// answer whose token must reach the caller whatever its errors say.
+func (a graphQLAnswer) hasToken() bool {
+	for _, raw := range a.Data {
+		var s string
+		if json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func statusError(res *http.Response, body []byte) *UpstreamError {
+	status := res.StatusCode
+	ans, isGraphQL := parseGraphQL(body)
+	if isGraphQL && status < 500 && ans.hasToken() {
+		return nil // a partial answer: query() keeps the token and reports the errors
+	}
+	authKind, authMsg := ans.authError()
+	switch {
+	case status == http.StatusTooManyRequests:
+		return &UpstreamError{Kind: ErrRateLimited, Status: status, RetryAfter: parseRetryAfter(res.Header.Get("Retry-After")), Sent: true, Answered: true}
+	case status >= 500:
+		// A gateway's 502/504 can come back while inabit is still working on the call.
+		return &UpstreamError{Kind: ErrUpstreamUnavailable, Status: status, Detail: bodyHint(body), Sent: true}
+	case isGraphQL && authKind != nil:
+		return &UpstreamError{Kind: authKind, Status: status, Detail: "GraphQL error: " + sanitize(authMsg), Sent: true, Answered: true}
+	case status == http.StatusUnauthorized && !looksHTML(body):
+		return &UpstreamError{Kind: ErrUnauthorized, Status: status, Detail: bodyHint(body), Sent: true, Answered: true}
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		// An HTML page or a bare 403 is what a WAF or proxy sends; it proves nothing about the token.
+		return &UpstreamError{Kind: ErrRefused, Status: status, Detail: bodyHint(body), Sent: true}
+	case status < 200 || status > 299:
+		return &UpstreamError{Kind: ErrBadResponse, Status: status, Detail: bodyHint(body), Sent: true, Answered: isGraphQL}
+	case !isGraphQL:
+		return &UpstreamError{Kind: ErrBadResponse, Status: status, Detail: "answer is not GraphQL JSON" + hintSuffix(body), Sent: true}
+	}
 	return nil
+}
+
+func looksHTML(body []byte) bool {
+	return strings.HasPrefix(strings.TrimSpace(string(body)), "<")
 }
 
 // bodyHint gives an operator a clue (an HTML title, a short JSON message) without echoing the
@@ -298,7 +409,7 @@ func bodyHint(body []byte) string {
 			return "HTML page: " + sanitize(rest[:j])
 		}
 	}
-	if strings.HasPrefix(strings.TrimSpace(s), "<") {
+	if looksHTML(body) {
 		return "HTML page"
 	}
 	return sanitize(s)

@@ -23,7 +23,10 @@ func TestClientTypedErrors(t *testing.T) {
 			io.WriteString(w, `{"data":{"getApiUserAccessToken":"tok"}}`)
 		}, nil, 0, ""},
 		{"401", statusHandler(401, "text/plain", "nope"), ErrUnauthorized, 401, "rejected"},
-		{"403", statusHandler(403, "text/plain", ""), ErrUnauthorized, 403, "rejected"},
+		{"403", statusHandler(403, "text/plain", ""), ErrRefused, 403, "refused"},
+		{"403 WAF page", statusHandler(403, "text/html", "<html><title>Access denied</title></html>"), ErrRefused, 403, "Access denied"},
+		{"401 proxy page", statusHandler(401, "text/html", "<html><title>Log in</title></html>"), ErrRefused, 401, "Log in"},
+		{"200 forbidden", statusHandler(200, "application/json", `{"errors":[{"message":"role may not","extensions":{"code":"FORBIDDEN"}}]}`), ErrRefused, 200, "role may not"},
 		{"429", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "42")
 			w.WriteHeader(429)
@@ -91,8 +94,8 @@ func TestClientSendsBearerAndQuery(t *testing.T) {
 		io.WriteString(w, `{"data":{"refreshApiUserLoginToken":"new"}}`)
 	}))
 	defer srv.Close()
-	tok, err := newInabitClient(srv.URL, time.Second).RefreshLoginToken(context.Background(), "old-login")
-	if err != nil || tok != "new" {
+	tok, notes, err := newInabitClient(srv.URL, time.Second).RefreshLoginToken(context.Background(), "old-login")
+	if err != nil || tok != "new" || notes != "" {
 		t.Fatalf("tok=%q err=%v", tok, err)
 	}
 	if gotAuth != "Bearer old-login" || !strings.Contains(gotBody, "refreshApiUserLoginToken") {
@@ -107,7 +110,7 @@ func TestRefreshIsNeverRetried(t *testing.T) {
 		w.WriteHeader(503)
 	}))
 	defer srv.Close()
-	if _, err := newInabitClient(srv.URL, time.Second).RefreshLoginToken(context.Background(), "x"); !errors.Is(err, ErrUpstreamUnavailable) {
+	if _, _, err := newInabitClient(srv.URL, time.Second).RefreshLoginToken(context.Background(), "x"); !errors.Is(err, ErrUpstreamUnavailable) {
 		t.Fatalf("err = %v", err)
 	}
 	if calls != 1 {
@@ -119,7 +122,7 @@ func TestConnectionRefusedIsNotSent(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	_, err := newInabitClient(url, time.Second).RefreshLoginToken(context.Background(), "x")
+	_, _, err := newInabitClient(url, time.Second).RefreshLoginToken(context.Background(), "x")
 	var ue *UpstreamError
 	if !errors.As(err, &ue) || !errors.Is(err, ErrUpstreamUnavailable) || ue.Sent {
 		t.Fatalf("err = %#v, want unavailable and not sent", err)
@@ -134,7 +137,7 @@ func TestTimeoutIsSentAndTyped(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	_, err := newInabitClient(srv.URL, 200*time.Millisecond).RefreshLoginToken(context.Background(), "x")
+	_, _, err := newInabitClient(srv.URL, 200*time.Millisecond).RefreshLoginToken(context.Background(), "x")
 	var ue *UpstreamError
 	if !errors.As(err, &ue) || !errors.Is(err, ErrUpstreamUnavailable) || !ue.Sent || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("err = %#v", err)

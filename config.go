@@ -27,6 +27,7 @@ const (
 	fieldAccessTokenMinTTL        = "access_token_min_ttl"
 	fieldRequestTimeout           = "request_timeout"
 	fieldVerifyConnection         = "verify_connection"
+	fieldRefreshGracePeriod       = "refresh_grace_period"
 
 	fieldLoginTokenIssuedAt  = "login_token_issued_at"
 	fieldLoginTokenExpiresAt = "login_token_expires_at"
@@ -34,17 +35,28 @@ const (
 	fieldNextRotationAt      = "next_rotation_at"
 	fieldLastRotationError   = "last_rotation_error"
 	fieldRotationFailures    = "rotation_failures"
+	fieldLoginTokenLost      = "login_token_lost"
 
 	defaultRotationPeriod    = 360 * time.Hour
 	defaultAccessTokenMinTTL = 10 * time.Minute
 	defaultRequestTimeout    = 30 * time.Second
+	// defaultRefreshGracePeriod is how long a refresh whose answer never came is given to be
+	// applied by inabit before we ask whether it was. No HTTP front end keeps a call open this
+	// long (load balancers give up after one or two minutes), and request_timeout is at most 5m.
+	defaultRefreshGracePeriod = 10 * time.Minute
 
-	minRotationPeriod    = time.Minute
-	maxRotationPeriod    = 8760 * time.Hour
-	minAccessTokenMinTTL = 2 * leaseSafetyMargin
-	maxAccessTokenMinTTL = 24 * time.Hour
-	minRequestTimeout    = time.Second
-	maxRequestTimeout    = 5 * time.Minute
+	minRotationPeriod     = time.Minute
+	maxRotationPeriod     = 8760 * time.Hour
+	minAccessTokenMinTTL  = 2 * leaseSafetyMargin
+	maxAccessTokenMinTTL  = 24 * time.Hour
+	minRequestTimeout     = time.Second
+	maxRequestTimeout     = 5 * time.Minute
+	minRefreshGracePeriod = 30 * time.Second
+	maxRefreshGracePeriod = time.Hour
+
+	// maxExpiryMargin caps how long before exp a token is rotated at the latest: a quarter of its
+	// life, at most a day, leaves room for the backoff after a few failures.
+	maxExpiryMargin = 24 * time.Hour
 
 	maxLoginTokenLen = 8 << 10
 	maxURLLen        = 2048
@@ -63,6 +75,7 @@ type inabitConfig struct {
 	AccessTokenMinTTL        time.Duration `json:"access_token_min_ttl"`
 	RequestTimeout           time.Duration `json:"request_timeout"`
 	VerifyConnection         bool          `json:"verify_connection"`
+	RefreshGracePeriod       time.Duration `json:"refresh_grace_period"`
 
 	// LoginTokenStoredAt stands in for iat when the token has none.
 	LoginTokenStoredAt  time.Time `json:"login_token_stored_at"`
@@ -70,15 +83,22 @@ type inabitConfig struct {
 	LastRotationError   string    `json:"last_rotation_error,omitempty"`
 	LastRotationErrorAt time.Time `json:"last_rotation_error_at,omitempty"`
 	RotationFailures    int       `json:"rotation_failures,omitempty"`
+	// LoginTokenLost is sticky: the stored token is known dead and nothing is sent with it until
+	// an operator writes a new one.
+	LoginTokenLost bool `json:"login_token_lost,omitempty"`
+	// OutcomeCheckAt is set while a refresh's outcome is unknown: the moment its WAL entry is old
+	// enough to be settled. No refresh starts before it.
+	OutcomeCheckAt time.Time `json:"outcome_check_at,omitempty"`
 }
 
 func defaultConfig() *inabitConfig {
 	return &inabitConfig{
-		URL:               defaultURL,
-		RotationPeriod:    defaultRotationPeriod,
-		AccessTokenMinTTL: defaultAccessTokenMinTTL,
-		RequestTimeout:    defaultRequestTimeout,
-		VerifyConnection:  true,
+		URL:                defaultURL,
+		RotationPeriod:     defaultRotationPeriod,
+		AccessTokenMinTTL:  defaultAccessTokenMinTTL,
+		RequestTimeout:     defaultRequestTimeout,
+		VerifyConnection:   true,
+		RefreshGracePeriod: defaultRefreshGracePeriod,
 	}
 }
 
@@ -105,20 +125,56 @@ func (c *inabitConfig) tokenBornAt() time.Time {
 	return c.LoginTokenStoredAt
 }
 
-// nextRotationAt is zero when automated rotation is off.
-func (c *inabitConfig) nextRotationAt() time.Time {
-	if c.DisableAutomatedRotation {
+// rotationDueAt is when the token must be rotated: rotation_period after it was born, or, if that
+// is later, the expiry deadline. A token that lives shorter than rotation_period (inabit chose
+// its lifetime, not the operator) is still rotated before it dies.
+func (c *inabitConfig) rotationDueAt() time.Time {
+	due := c.tokenBornAt().Add(c.RotationPeriod)
+	if deadline := c.expiryDeadline(); !deadline.IsZero() && deadline.Before(due) {
+		return deadline
+	}
+	return due
+}
+
+// expiryDeadline is exp minus a margin of a quarter of the token's life (at most a day); zero
+// when the token has no exp.
+func (c *inabitConfig) expiryDeadline() time.Time {
+	exp := c.claims().ExpiresAt
+	if exp.IsZero() {
 		return time.Time{}
 	}
-	if c.RotationFailures > 0 && !c.LastRotationErrorAt.IsZero() {
-		return c.LastRotationErrorAt.Add(rotationRetryDelay(c.RotationFailures))
+	life := exp.Sub(c.tokenBornAt())
+	return exp.Add(-min(max(life/4, 0), maxExpiryMargin))
+}
+
+// nextRotationAt is zero when nothing will be sent on its own: automated rotation off, or the
+// token known lost.
+func (c *inabitConfig) nextRotationAt() time.Time {
+	if c.DisableAutomatedRotation || c.LoginTokenLost {
+		return time.Time{}
 	}
-	return c.tokenBornAt().Add(c.RotationPeriod)
+	next := c.rotationDueAt()
+	if c.RotationFailures > 0 && !c.LastRotationErrorAt.IsZero() {
+		next = c.LastRotationErrorAt.Add(rotationRetryDelay(c.RotationFailures))
+	}
+	if c.OutcomeCheckAt.After(next) {
+		next = c.OutcomeCheckAt
+	}
+	return next
+}
+
+// clearRotationStatus is the status of a mount whose rotation problems are behind it.
+func (c *inabitConfig) clearRotationStatus() {
+	c.LastRotationError = ""
+	c.LastRotationErrorAt = time.Time{}
+	c.RotationFailures = 0
+	c.LoginTokenLost = false
+	c.OutcomeCheckAt = time.Time{}
 }
 
 func configFieldNames() []string {
 	return []string{fieldLoginToken, fieldURL, fieldRotationPeriod, fieldDisableAutomatedRotation,
-		fieldAccessTokenMinTTL, fieldRequestTimeout, fieldVerifyConnection}
+		fieldAccessTokenMinTTL, fieldRequestTimeout, fieldVerifyConnection, fieldRefreshGracePeriod}
 }
 
 // applyConfigFields validates every field present in d and copies it into cfg. It names the
@@ -155,6 +211,7 @@ func applyConfigFields(cfg *inabitConfig, d *framework.FieldData, creating bool,
 		{fieldRotationPeriod, &cfg.RotationPeriod, minRotationPeriod, maxRotationPeriod},
 		{fieldAccessTokenMinTTL, &cfg.AccessTokenMinTTL, minAccessTokenMinTTL, maxAccessTokenMinTTL},
 		{fieldRequestTimeout, &cfg.RequestTimeout, minRequestTimeout, maxRequestTimeout},
+		{fieldRefreshGracePeriod, &cfg.RefreshGracePeriod, minRefreshGracePeriod, maxRefreshGracePeriod},
 	}
 	for _, f := range durations {
 		raw, ok := d.GetOk(f.field)

@@ -112,6 +112,7 @@ func (b *backend) pathConfigExists(ctx context.Context, req *logical.Request, _ 
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.noteMount(req)
 	cfg, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -127,12 +128,14 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		fieldAccessTokenMinTTL:        int64(cfg.AccessTokenMinTTL.Seconds()),
 		fieldRequestTimeout:           int64(cfg.RequestTimeout.Seconds()),
 		fieldVerifyConnection:         cfg.VerifyConnection,
+		fieldRefreshGracePeriod:       int64(cfg.RefreshGracePeriod.Seconds()),
 		fieldLoginTokenIssuedAt:       formatTime(claims.IssuedAt),
 		fieldLoginTokenExpiresAt:      formatTime(claims.ExpiresAt),
 		fieldLastRotatedAt:            formatTime(cfg.LastRotatedAt),
 		fieldNextRotationAt:           formatTime(cfg.nextRotationAt()),
 		fieldLastRotationError:        cfg.LastRotationError,
 		fieldRotationFailures:         cfg.RotationFailures,
+		fieldLoginTokenLost:           cfg.LoginTokenLost,
 	}}, nil
 }
 
@@ -146,6 +149,11 @@ func formatTime(t time.Time) string {
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if err := d.ValidateStrict(); err != nil {
 		return logical.ErrorResponse("invalid config: %s; the fields are %s", err, strings.Join(configFieldNames(), ", ")), nil
+	}
+	b.noteMount(req)
+	if !b.WriteSafeReplicationState() {
+		// Verification calls inabit; only the primary's active node may (the write is forwarded).
+		return nil, logical.ErrReadOnly
 	}
 
 	b.mu.Lock()
@@ -164,33 +172,42 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse(err.Error()), nil
 	}
 
+	b.stateMu.Lock()
+	unsaved, unsavedWAL := b.unsaved, b.unsavedWAL
+	b.stateMu.Unlock()
 	tokenChanged := old == nil || cfg.LoginToken != old.LoginToken
 	urlChanged := old == nil || cfg.URL != old.URL
 	if tokenChanged {
+		// A new login token starts a clean history, LOST included: only this clears it.
 		cfg.LoginTokenStoredAt = now
-		cfg.LastRotationError = ""
-		cfg.LastRotationErrorAt = time.Time{}
-		cfg.RotationFailures = 0
+		cfg.clearRotationStatus()
+	} else if unsaved {
+		// This write saves the rotated token that storage refused: its "held in memory" status
+		// is over, and so is its rotation.
+		cfg.clearRotationStatus()
 	}
 
 	var verified *accessToken
 	if cfg.VerifyConnection && (tokenChanged || urlChanged || req.Operation == logical.CreateOperation) {
-		tok, err := newInabitClient(cfg.URL, cfg.RequestTimeout).AccessToken(ctx, cfg.LoginToken)
+		start := b.now()
+		tok, err := b.clientFor(cfg).AccessToken(ctx, cfg.LoginToken)
 		if err != nil {
 			return logical.ErrorResponse("%s: could not verify it against %s: %s. Nothing was saved. "+
 				"Check the token and the url, or set %s=false to save without checking.",
 				fieldLoginToken, cfg.URL, err, fieldVerifyConnection), nil
 		}
-		verified = newAccessToken(tok, b.now())
+		verified = newAccessToken(tok, start)
 	}
 
-	b.stateMu.Lock()
-	unsaved := b.unsaved
-	b.stateMu.Unlock()
 	if old == nil || *cfg != *old || unsaved {
 		if err := putConfig(ctx, req.Storage, cfg); err != nil {
 			return nil, fmt.Errorf("saving config: %w", err)
 		}
+	}
+	if unsaved {
+		wctx, cancel := detached(ctx, storageBound)
+		b.deleteWAL(wctx, req.Storage, unsavedWAL)
+		cancel()
 	}
 
 	// Any config write is also the documented way to drop a cached access token.

@@ -43,6 +43,7 @@ own when automated rotation is disabled, or as incident response when an access 
 `
 
 func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.noteMount(req)
 	if err := d.ValidateStrict(); err != nil {
 		return logical.ErrorResponse("invalid request: %s; rotate-root takes no fields", err), nil
 	}
@@ -51,19 +52,26 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 		return logical.ErrorResponse(errNoConfig.Error()), nil
 	}
 	var rerr *rotationError
-	if errors.As(err, &rerr) && cfg != nil {
+	if !errors.As(err, &rerr) {
+		if err != nil {
+			return nil, err
+		}
+		return rotateResponse(cfg), nil
+	}
+	switch {
+	case cfg != nil:
 		// The token rotated but could not be saved: the call did its job, the warning says the rest.
 		resp := rotateResponse(cfg)
 		resp.AddWarning(rerr.Error())
 		return resp, nil
+	case rerr.pending:
+		// Not a failure of this call: nothing may be sent until the earlier refresh is settled.
+		return nil, logical.CodedError(http.StatusServiceUnavailable, rerr.Error())
+	case rerr.lost:
+		return nil, logical.CodedError(http.StatusBadGateway, rerr.Error())
+	default:
+		return nil, logical.CodedError(http.StatusBadGateway, "rotating the inabit login token failed: "+rerr.Error())
 	}
-	if err != nil {
-		if rerr != nil {
-			return nil, logical.CodedError(http.StatusBadGateway, "rotating the inabit login token failed: "+rerr.Error())
-		}
-		return nil, err
-	}
-	return rotateResponse(cfg), nil
 }
 
 func rotateResponse(cfg *inabitConfig) *logical.Response {

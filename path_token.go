@@ -34,10 +34,19 @@ type accessToken struct {
 	expiresAt time.Time
 }
 
-func newAccessToken(tok string, now time.Time) *accessToken {
-	exp := now.Add(assumedAccessTokenLifetime)
-	if c, err := parseClaims(tok); err == nil && !c.ExpiresAt.IsZero() {
-		exp = c.ExpiresAt
+// newAccessToken dates a token fetched at fetchedAt (taken before the call). With iat and exp its
+// life is counted on this clock (fetchedAt + exp - iat): Vault's clock and inabit's may disagree by
+// minutes, and comparing exp with Vault's clock would either refetch on every read or hand out
+// leases that outlive the token.
+func newAccessToken(tok string, fetchedAt time.Time) *accessToken {
+	exp := fetchedAt.Add(assumedAccessTokenLifetime)
+	if c, err := parseClaims(tok); err == nil {
+		switch life := c.lifetime(); {
+		case life > 0:
+			exp = fetchedAt.Add(life)
+		case !c.ExpiresAt.IsZero():
+			exp = c.ExpiresAt
+		}
 	}
 	return &accessToken{token: tok, expiresAt: exp}
 }
@@ -99,6 +108,7 @@ func secretAccessToken(b *backend) *framework.Secret {
 }
 
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.noteMount(req)
 	cfg, err := b.loadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -106,9 +116,13 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	if cfg == nil {
 		return logical.ErrorResponse(errNoConfig.Error()), nil
 	}
+	if cfg.LoginTokenLost {
+		// The token is known dead: say why instead of asking inabit to reject it again.
+		return nil, logical.CodedError(http.StatusBadGateway, cfg.LastRotationError)
+	}
 	at, err := b.accessTokenFor(ctx, cfg)
 	if err != nil {
-		return nil, tokenReadError(err)
+		return nil, tokenReadError(err, b.configPath())
 	}
 
 	now := b.now()
@@ -136,6 +150,10 @@ func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time) []
 		warnings = append(warnings, fmt.Sprintf("the inabit login token is in danger: rotation is failing (%d failures): %s. Read inabit/config for status.",
 			cfg.RotationFailures, cfg.LastRotationError))
 	}
+	if life := claims.ExpiresAt.Sub(cfg.tokenBornAt()); !claims.ExpiresAt.IsZero() && life > 0 && life < cfg.RotationPeriod {
+		warnings = append(warnings, fmt.Sprintf("the inabit login token lives %s, shorter than rotation_period (%s): it is rotated at %s, before it expires; "+
+			"set rotation_period below its lifetime to rotate on your own schedule.", life.Truncate(time.Second), cfg.RotationPeriod, formatTime(cfg.rotationDueAt())))
+	}
 	if exp := claims.ExpiresAt; !exp.IsZero() && exp.Sub(now) < loginTokenDangerWindow {
 		warnings = append(warnings, fmt.Sprintf("the inabit login token expires at %s (in %s): run \"vault write -f inabit/rotate-root\" or write a new login_token to inabit/config.",
 			formatTime(exp), exp.Sub(now).Truncate(time.Minute)))
@@ -145,7 +163,7 @@ func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time) []
 
 // tokenReadError maps upstream failures to HTTP statuses a client can act on. Coded errors must
 // not be wrapped: the plugin gRPC layer only recognises them unwrapped.
-func tokenReadError(err error) error {
+func tokenReadError(err error, configPath string) error {
 	var ue *UpstreamError
 	if !errors.As(err, &ue) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -155,7 +173,9 @@ func tokenReadError(err error) error {
 	}
 	switch {
 	case errors.Is(ue, ErrUnauthorized):
-		return logical.CodedError(http.StatusBadGateway, ue.Error()+`: the stored login token is no longer valid; write a new login_token to inabit/config`)
+		return logical.CodedError(http.StatusBadGateway, ue.Error()+`: the stored login token is no longer valid; write a new login_token to `+configPath)
+	case errors.Is(ue, ErrRefused):
+		return logical.CodedError(http.StatusBadGateway, ue.Error()+`: if this persists, check what stands between Vault and inabit (a WAF or proxy), and the API user's role`)
 	case errors.Is(ue, ErrRateLimited):
 		return logical.CodedError(http.StatusTooManyRequests, ue.Error())
 	case errors.Is(ue, ErrUpstreamUnavailable):
@@ -216,12 +236,16 @@ func (b *backend) fetchAccessToken(gen uint64, fallback *inabitConfig) (*accessT
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), maxUpstreamAttempts*(cfg.RequestTimeout+2*time.Second))
 	defer cancel()
+	start := b.now()
 	tok, err := b.clientFor(cfg).AccessToken(ctx, cfg.LoginToken)
 	if err != nil {
+		if errors.Is(err, ErrUnauthorized) {
+			b.noteRejected(cfg.LoginToken)
+		}
 		b.logger.Warn("fetching an inabit access token failed", "error", err)
 		return nil, err
 	}
-	at := newAccessToken(tok, b.now())
+	at := newAccessToken(tok, start)
 	b.stateMu.Lock()
 	if b.generation == gen {
 		b.access = at

@@ -62,7 +62,8 @@ func TestPeriodicRotation(t *testing.T) {
 func TestPeriodicFailureBacksOff(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, map[string]interface{}{"rotation_period": "1h"})
-	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Times: 2})
+	// inabit's own error answer: the call is over, so the old token is probed at once and backoff applies.
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "INTERNAL", Message: "try later", Times: 2})
 	env.clock.advance(time.Hour + time.Second)
 
 	steps := []struct {
@@ -93,25 +94,33 @@ func TestPeriodicFailureBacksOff(t *testing.T) {
 }
 
 // TestRotationFaults is the unit-level fault matrix for refreshApiUserLoginToken: what the caller
-// sees, what status records, and whether the login token survived.
+// sees at once, what status records, and how it ends once refresh_grace_period has passed.
 func TestRotationFaults(t *testing.T) {
+	const (
+		unchanged = "unchanged and still valid"
+		unknown   = "outcome is unknown"
+		lost      = "LOGIN TOKEN LOST"
+	)
 	cases := []struct {
 		name      string
 		fault     mockinabit.Fault
-		wantLost  bool
-		wantError string
+		wantFirst string // status right after rotate-root
+		wantLost  bool   // once settled
 	}{
-		{"500", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 500, Times: 1}, false, "unchanged and still valid"},
-		{"503", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Times: 1}, false, "unchanged and still valid"},
-		{"429", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "30", Times: 1}, false, "unchanged and still valid"},
-		{"timeout before apply", mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 5 * time.Second, Times: 1}, false, "unchanged and still valid"},
-		{"html 401", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, Body: "<html><title>401</title></html>", Times: 1}, false, "unchanged and still valid"},
-		{"graphql unauthenticated", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "no", Times: 1}, false, "unchanged and still valid"},
-		{"graphql generic", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "INTERNAL", Message: "boom", Times: 1}, false, "unchanged and still valid"},
-		{"garbage", mockinabit.Fault{Kind: mockinabit.FaultGarbage, Times: 1}, false, "unchanged and still valid"},
-		{"5 MiB body", mockinabit.Fault{Kind: mockinabit.FaultOversize, Size: 5 << 20, Times: 1}, false, "unchanged and still valid"},
-		{"answer dropped after apply", mockinabit.Fault{Kind: mockinabit.FaultDropAfterApply, Times: 1}, true, "LOGIN TOKEN LOST"},
-		{"answer too late after apply", mockinabit.Fault{Kind: mockinabit.FaultHoldAfterApply, Delay: 5 * time.Second, Times: 1}, true, "LOGIN TOKEN LOST"},
+		{"500", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 500, Times: 1}, unknown, false},
+		{"503", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Times: 1}, unknown, false},
+		{"429", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "30", Times: 1}, unchanged, false},
+		{"timeout, never applied", mockinabit.Fault{Kind: mockinabit.FaultHang, Delay: 5 * time.Second, Times: 1}, unknown, false},
+		{"timeout, applied after we gave up", mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 1500 * time.Millisecond, Times: 1}, unknown, true},
+		{"html 401", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, Body: "<html><title>401</title></html>", Times: 1}, unknown, false},
+		{"html 403 (WAF)", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, ContentType: "text/html", Body: "<html><title>403 Forbidden</title></html>", Times: 1}, unknown, false},
+		{"graphql unauthenticated", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "no", Times: 1}, unchanged, false},
+		{"graphql forbidden", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "FORBIDDEN", Message: "role may not refresh", Times: 1}, unchanged, false},
+		{"graphql generic", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "INTERNAL", Message: "boom", Times: 1}, unchanged, false},
+		{"garbage", mockinabit.Fault{Kind: mockinabit.FaultGarbage, Times: 1}, unknown, false},
+		{"5 MiB body", mockinabit.Fault{Kind: mockinabit.FaultOversize, Size: 5 << 20, Times: 1}, unknown, false},
+		{"answer dropped after apply", mockinabit.Fault{Kind: mockinabit.FaultDropAfterApply, Times: 1}, unknown, true},
+		{"answer too late after apply", mockinabit.Fault{Kind: mockinabit.FaultHoldAfterApply, Delay: 5 * time.Second, Times: 1}, unknown, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,22 +130,47 @@ func TestRotationFaults(t *testing.T) {
 			env.mock.InjectFault(mockinabit.OpRefresh, tc.fault)
 
 			_, err := env.request(logical.UpdateOperation, "rotate-root", nil)
-			if err == nil || !strings.Contains(err.Error(), tc.wantError) {
-				t.Fatalf("rotate-root error = %v, want one containing %q", err, tc.wantError)
+			if err == nil || !strings.Contains(err.Error(), tc.wantFirst) {
+				t.Fatalf("rotate-root error = %v, want one containing %q", err, tc.wantFirst)
 			}
 			cfg := env.readConfig(t)
-			if msg := cfg["last_rotation_error"].(string); !strings.Contains(msg, tc.wantError) || cfg["rotation_failures"] != 1 {
+			if msg := cfg["last_rotation_error"].(string); !strings.Contains(msg, tc.wantFirst) || cfg["rotation_failures"] != 1 {
 				t.Fatalf("status = %q / %v", msg, cfg["rotation_failures"])
-			}
-			survived := env.mock.LoginTokenValid(storedToken(t, env))
-			if tc.wantLost == survived {
-				t.Fatalf("token survived = %v, want %v", survived, !tc.wantLost)
 			}
 			if ev := env.eventTypes(); len(ev) != 1 || ev[0] != eventRotateFail {
 				t.Fatalf("events = %v, want one %s", ev, eventRotateFail)
 			}
-			if n := walCount(t, env); n != 0 {
-				t.Fatalf("%d WAL entries left though the outcome is known", n)
+			wantWALs := 0
+			if tc.wantFirst == unknown {
+				wantWALs = 1
+			}
+			if n := walCount(t, env); n != wantWALs {
+				t.Fatalf("%d WAL entries, want %d", n, wantWALs)
+			}
+			if tc.wantFirst == unknown {
+				// Nothing is asked or sent until the grace period is over, then the tick settles it.
+				calls := env.mock.Calls(mockinabit.OpRefresh) + env.mock.Calls(mockinabit.OpAccessToken)
+				if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil || !strings.Contains(err.Error(), "checked again at") {
+					t.Fatalf("second rotate-root inside the grace period: %v", err)
+				}
+				env.tick(t)
+				if got := env.mock.Calls(mockinabit.OpRefresh) + env.mock.Calls(mockinabit.OpAccessToken); got != calls {
+					t.Fatalf("%d calls to inabit inside the grace period", got-calls)
+				}
+				env.mock.WaitIdle(10 * time.Second)
+				env.mock.ClearFaults()
+				env.clock.advance(10*time.Minute + time.Second)
+				env.tick(t)
+				if n := walCount(t, env); n != 0 {
+					t.Fatalf("%d WAL entries left after the grace period", n)
+				}
+			}
+			msg := env.readConfig(t)["last_rotation_error"].(string)
+			if got := strings.HasPrefix(msg, lost); got != tc.wantLost {
+				t.Fatalf("lost = %v, want %v (status %q)", got, tc.wantLost, msg)
+			}
+			if survived := env.mock.LoginTokenValid(storedToken(t, env)); survived == tc.wantLost {
+				t.Fatalf("token survived = %v, want %v", survived, !tc.wantLost)
 			}
 			if env.mock.LoginToken() != before && !tc.wantLost {
 				t.Fatal("inabit rotated although we concluded it did not")
@@ -280,21 +314,27 @@ func TestCrashRecovery(t *testing.T) {
 func TestUnknownOutcomeBlocksNextRotationUntilResolved(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, map[string]interface{}{"request_timeout": 1})
-	// The refresh times out and so does every probe: nobody knows what happened.
-	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 3 * time.Second, Times: 1})
+	// The refresh times out, and when the grace period is over inabit still cannot be asked.
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultHang, Delay: 3 * time.Second, Times: 1})
 	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Times: 3})
-	_, err := env.request(logical.UpdateOperation, "rotate-root", nil)
-	if err == nil || !strings.Contains(err.Error(), "could not be asked") {
+	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil || !strings.Contains(err.Error(), "outcome is unknown") {
 		t.Fatalf("err = %v", err)
 	}
-	if walCount(t, env) != 1 {
-		t.Fatal("an unresolved rotation must keep its WAL entry")
+	env.clock.advance(10*time.Minute + time.Second)
+	env.tick(t)
+	status := env.readConfig(t)
+	if walCount(t, env) != 1 || !strings.Contains(status["last_rotation_error"].(string), "cannot be asked") {
+		t.Fatalf("an unresolved rotation must keep its WAL entry and say why: %v", status)
+	}
+	if env.mock.Calls(mockinabit.OpRefresh) != 1 {
+		t.Fatal("refreshed again while the outcome was unknown")
 	}
 	// inabit is back: the next rotation first settles the old one, then proceeds.
+	env.clock.advance(time.Minute)
 	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err != nil {
 		t.Fatalf("second rotation: %v", err)
 	}
-	if walCount(t, env) != 0 || storedToken(t, env) != env.mock.LoginToken() {
+	if walCount(t, env) != 0 || storedToken(t, env) != env.mock.LoginToken() || env.readConfig(t)["last_rotation_error"] != "" {
 		t.Fatal("mount not healthy after inabit came back")
 	}
 }
@@ -392,14 +432,14 @@ func TestStaleWALSettledOnNextTick(t *testing.T) {
 		wantWALs  int
 		wantLost  bool
 	}{
-		{"young entry may be a live rotation elsewhere", 10 * time.Second, true, 1, false},
-		{"stale entry, refresh never applied", 2 * time.Minute, false, 0, false},
-		{"stale entry, refresh applied and answer lost", 2 * time.Minute, true, 0, true},
+		{"young entry may be a live rotation elsewhere", 9 * time.Minute, true, 1, false},
+		{"stale entry, refresh never applied", 11 * time.Minute, false, 0, false},
+		{"stale entry, refresh applied and answer lost", 11 * time.Minute, true, 0, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newTestEnv(t, mockinabit.Options{})
-			env.configure(t, map[string]interface{}{"request_timeout": 1}) // stale after 36 s
+			env.configure(t, map[string]interface{}{"request_timeout": 1}) // settled after refresh_grace_period (10m)
 			cfg, _ := readConfig(context.Background(), env.storage)
 			if _, err := framework.PutWAL(context.Background(), env.storage, walKindRotation,
 				&rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: env.clock.now().Add(-tc.age)}); err != nil {
