@@ -65,6 +65,14 @@ func pathConfig(b *backend) *framework.Path {
 				Default:      int(defaultRequestTimeout.Seconds()),
 				DisplayAttrs: &framework.DisplayAttributes{Name: "Request timeout"},
 			},
+			fieldRefreshGracePeriod: {
+				Type: framework.TypeDurationSecond,
+				Description: "After a refresh whose answer never came (timeout, dropped connection, 5xx, a proxy's page), " +
+					"how long inabit is given to finish applying it before the engine asks whether it did; no refresh is " +
+					"sent meanwhile. Between 30s and 1h.",
+				Default:      int(defaultRefreshGracePeriod.Seconds()),
+				DisplayAttrs: &framework.DisplayAttributes{Name: "Refresh grace period"},
+			},
 			fieldVerifyConnection: {
 				Type: framework.TypeBool,
 				Description: "On write, fetch an access token with the login token before saving; a rejected " +
@@ -97,7 +105,8 @@ const pathConfigHelp = `
 Write the API user's login token once; the engine rotates it before it expires.
 Reads return the settings and rotation status, never the token:
 login_token_issued_at, login_token_expires_at, last_rotated_at, next_rotation_at,
-last_rotation_error (empty when healthy) and rotation_failures.
+last_rotation_error (empty when healthy), rotation_failures and login_token_lost
+(true once the stored token is known dead; only writing a new login_token clears it).
 Deleting the config forgets the login token and every cached access token.
 `
 

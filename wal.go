@@ -59,7 +59,11 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 			b.deleteWAL(ctx, s, id)
 			continue
 		}
-		if checkAt := w.StartedAt.Add(cfg.RefreshGracePeriod); b.now().Before(checkAt) {
+		checkAt := w.StartedAt.Add(cfg.RefreshGracePeriod)
+		if cfg.OutcomeCheckAt.After(checkAt) {
+			checkAt = cfg.OutcomeCheckAt // a settle attempt already failed: wait as the status says
+		}
+		if b.now().Before(checkAt) {
 			pending = &rotationError{pending: true, checkAt: checkAt, msg: fmt.Sprintf(
 				"a login-token refresh started at %s (on this node or one that has since stopped) may still be applied by inabit: "+
 					"its outcome is unknown, checked again at %s; no refresh is sent until then", formatTime(w.StartedAt), formatTime(checkAt))}

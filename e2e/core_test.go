@@ -211,7 +211,8 @@ func TestPeriodicRotationAcrossLifetimes(t *testing.T) {
 func TestHACluster(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 3, mockinabit.Options{LoginTokenTTL: 70 * time.Second})
-	e.configure(map[string]interface{}{"rotation_period": "1m"})
+	// A failover mid-refresh leaves a WAL entry that blocks rotation for refresh_grace_period.
+	e.configure(map[string]interface{}{"rotation_period": "1m", "refresh_grace_period": 30})
 
 	standbys := e.standbys()
 	if len(standbys) != 2 {
