@@ -99,9 +99,9 @@ func unchangedError(cause error) *rotationError {
 func outcomeUnknownError(cfg *inabitConfig, startedAt time.Time, cause error) *rotationError {
 	checkAt := startedAt.Add(cfg.RefreshGracePeriod)
 	return &rotationError{pending: true, checkAt: checkAt, err: cause, msg: fmt.Sprintf(
-		"the login-token refresh started at %s got no answer from inabit itself (%v): inabit may still apply it, so its outcome is unknown, "+
+		"the login-token refresh started at %s got no answer from inabit itself (%v): inabit may still apply it: outcome unknown, "+
 			"checked again at %s. No refresh is sent until then and the stored login token stays in use; "+
-			"if inabit applied the refresh, this becomes LOGIN TOKEN LOST", formatTime(startedAt), cause, formatTime(checkAt))}
+			"if inabit did apply the refresh, the login token is reported lost then", formatTime(startedAt), cause, formatTime(checkAt))}
 }
 
 func rejectedTokenError(cause error, configPath string) *rotationError {

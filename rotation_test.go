@@ -98,7 +98,7 @@ func TestPeriodicFailureBacksOff(t *testing.T) {
 func TestRotationFaults(t *testing.T) {
 	const (
 		unchanged = "unchanged and still valid"
-		unknown   = "outcome is unknown"
+		unknown   = "outcome unknown"
 		lost      = "LOGIN TOKEN LOST"
 	)
 	cases := []struct {
@@ -317,7 +317,7 @@ func TestUnknownOutcomeBlocksNextRotationUntilResolved(t *testing.T) {
 	// The refresh times out, and when the grace period is over inabit still cannot be asked.
 	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultHang, Delay: 3 * time.Second, Times: 1})
 	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Times: 3})
-	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil || !strings.Contains(err.Error(), "outcome is unknown") {
+	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil || !strings.Contains(err.Error(), "outcome unknown") {
 		t.Fatalf("err = %v", err)
 	}
 	env.clock.advance(10*time.Minute + time.Second)

@@ -69,7 +69,7 @@ func TestFaultMatrix(t *testing.T) {
 				cfg := e.readConfig()
 				lastErr, _ := cfg["last_rotation_error"].(string)
 				survived := e.mock.LoginTokenValid(login)
-				pending := strings.Contains(lastErr, "outcome is unknown")
+				pending := strings.Contains(lastErr, "outcome unknown")
 				if !survived && !strings.Contains(lastErr, "LOGIN TOKEN LOST") && !pending {
 					t.Fatalf("token lost without last_rotation_error saying so: %q", lastErr)
 				}

@@ -79,7 +79,7 @@ func TestLateRefreshReportedLostAndSticky(t *testing.T) {
 	e.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 2 * time.Second, Times: 1})
 
 	_, err := e.client().Logical().Write(mountPath+"/rotate-root", nil)
-	if statusOf(err) != 503 || !strings.Contains(apiMessage(err), "outcome is unknown") {
+	if statusOf(err) != 503 || !strings.Contains(apiMessage(err), "outcome unknown") {
 		t.Fatalf("rotate-root whose answer never came: %v", err)
 	}
 	if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); statusOf(err) != 503 || !strings.Contains(apiMessage(err), "checked again at") {
@@ -89,7 +89,7 @@ func TestLateRefreshReportedLostAndSticky(t *testing.T) {
 		t.Fatalf("%d refreshes inside the grace period, want 1", got)
 	}
 	e.mock.WaitIdle(10 * time.Second)
-	if !strings.Contains(e.lastRotationError(), "outcome is unknown") {
+	if !strings.Contains(e.lastRotationError(), "outcome unknown") {
 		t.Fatalf("status inside the grace period: %q", e.lastRotationError())
 	}
 
