@@ -11,14 +11,14 @@ FUZZTIME       ?= 30s
 
 export VAULT_BIN PLUGIN_VERSION
 
-.PHONY: build test unit e2e fmt fmt-check vet mock dev vault fuzz bench clean
+.PHONY: build test unit e2e fmt fmt-check vet check-tree mock dev vault fuzz bench clean soak
 
 build:
 	go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
 
 # Everything that passes on a fresh machine: lint, unit tests with the race detector, fuzz seeds,
 # and the end-to-end suite on a real Vault (built once per machine by scripts/install-vault.sh).
-test: fmt-check vet unit e2e
+test: check-tree fmt-check vet unit e2e
 
 unit:
 	go test -race -count=1 ./...
@@ -36,8 +36,13 @@ fmt:
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+# No build output in git: nothing over 1 MiB, no compiled binary.
+check-tree:
+	./scripts/check-tree.sh
+
 vet:
 	go vet ./...
+	go vet -tags inabit_crashpoints .
 	cd mockinabit && go vet ./...
 
 mock:

@@ -1,3 +1,5 @@
+//go:build inabit_crashpoints
+
 package inabit
 
 import (
@@ -7,7 +9,8 @@ import (
 // crashPointEnv names a rotation step at which the plugin process exits at once, as if the node
 // died there. It exists only so the end-to-end suite can crash a real plugin process between two
 // of its own statements, which no outside signal can time; the test registers the plugin with
-// it (`vault plugin register -env`). It is read once at start-up and never set in production.
+// it (`vault plugin register -env`). Only a build with the inabit_crashpoints tag, which the e2e
+// suite alone uses, has this file; release builds get crashpoint_off.go and ignore the variable.
 const crashPointEnv = "INABIT_PLUGIN_TEST_CRASH_AT"
 
 const (

@@ -66,7 +66,7 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 		if b.now().Before(checkAt) {
 			pending = &rotationError{pending: true, checkAt: checkAt, msg: fmt.Sprintf(
 				"a login-token refresh started at %s (on this node or one that has since stopped) may still be applied by inabit: "+
-					"its outcome is unknown, checked again at %s; no refresh is sent until then", formatTime(w.StartedAt), formatTime(checkAt))}
+					"its outcome unknown, checked again at %s; no refresh is sent until then", formatTime(w.StartedAt), formatTime(checkAt))}
 			continue
 		}
 		if cfg, err = b.settleWAL(ctx, s, cfg, id, w); err != nil {
@@ -104,7 +104,7 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, cfg *inabitC
 		retryAt := b.now().Add(time.Minute).UTC()
 		return nil, b.recordFailure(ctx, s, cfg, triggerSettle, &rotationError{pending: true, checkAt: retryAt, err: probeErr, msg: fmt.Sprintf(
 			"the login-token refresh started at %s got no answer, and inabit cannot be asked whether it was applied (%v): "+
-				"its outcome is unknown, checked again at %s; no refresh is sent until then", formatTime(w.StartedAt), probeErr, formatTime(retryAt))})
+				"its outcome unknown, checked again at %s; no refresh is sent until then", formatTime(w.StartedAt), probeErr, formatTime(retryAt))})
 	}
 }
 

@@ -46,7 +46,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	pluginBinary = filepath.Join(dir, pluginCommand)
-	build := exec.Command("go", "build", "-trimpath",
+	// The inabit_crashpoints tag adds the test-only crash points (crashpoint.go); release builds
+	// lack them.
+	build := exec.Command("go", "build", "-trimpath", "-tags", "inabit_crashpoints",
 		"-ldflags", "-X github.com/inabit/vault-plugin-secrets-inabit.Version="+pluginVersion,
 		"-o", pluginBinary, "./cmd/"+pluginCommand)
 	build.Dir = ".."
