@@ -292,6 +292,22 @@ func validateURL(raw string) (string, error) {
 	return u.String(), nil
 }
 
+// origin is scheme://host:port of a validated url, with the scheme's default port made explicit.
+func origin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "http": "80"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// sameOrigin says whether two urls reach the same server; a path change on it is harmless.
+func sameOrigin(a, b string) bool { return origin(a) == origin(b) }
+
 func isLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true

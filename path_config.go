@@ -181,6 +181,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse(err.Error()), nil
 	}
 
+	if _, tokenGiven := d.GetOk(fieldLoginToken); old != nil && !tokenGiven && !sameOrigin(old.URL, cfg.URL) {
+		// Whoever may update config but not read the token must not be able to send it elsewhere.
+		return logical.ErrorResponse("%s: moving to another scheme, host or port (%s -> %s) would send the stored login token there; "+
+			"write %s in the same request to change it. Nothing was saved.", fieldURL, origin(old.URL), origin(cfg.URL), fieldLoginToken), nil
+	}
+
 	b.stateMu.Lock()
 	unsaved, unsavedWAL := b.unsaved, b.unsavedWAL
 	b.stateMu.Unlock()

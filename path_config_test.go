@@ -269,3 +269,55 @@ func TestConfigDeleteForgetsEverything(t *testing.T) {
 		t.Fatal("cached access token survived config delete")
 	}
 }
+
+// A url-only write must not redirect the stored login token to another server: whoever may
+// update config but not read it could otherwise steal it (and then kill Vault's copy).
+func TestURLToAnotherOriginNeedsTheLoginToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	other, otherSrv := mockinabit.NewHTTPTest(mockinabit.Options{})
+	t.Cleanup(otherSrv.Close)
+	before := storedToken(t, env)
+	beforeURL := env.readConfig(t)["url"]
+
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{"url": otherSrv.URL + "/graphql"})
+	if err != nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "login_token in the same request") {
+		t.Fatalf("url-only write to another host: resp=%v err=%v, want a 400 naming the rule", resp, err)
+	}
+	if env.readConfig(t)["url"] != beforeURL || storedToken(t, env) != before {
+		t.Fatal("the refused write changed the stored config")
+	}
+	env.readToken(t)
+	if got := other.Calls(mockinabit.OpAccessToken) + other.Calls(mockinabit.OpRefresh); got != 0 {
+		t.Fatalf("the other host saw %d requests", got)
+	}
+
+	// The same server on another path is fine, and so is another host with its own token.
+	if _, err := env.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"url": env.srv.URL + "/v2/graphql"}); err != nil {
+		t.Fatalf("path-only change: %v", err)
+	}
+	if _, err := env.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"url": otherSrv.URL, "login_token": other.LoginToken()}); err != nil {
+		t.Fatalf("url with its login_token: %v", err)
+	}
+	if env.mock.Calls(mockinabit.OpAccessToken) == 0 || other.Calls(mockinabit.OpAccessToken) != 1 {
+		t.Fatal("verification did not go where the token belongs")
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	cases := []struct {
+		a, b string
+		same bool
+	}{
+		{"https://api.inabit.com/graphql", "https://api.inabit.com/v2", true},
+		{"https://api.inabit.com/graphql", "https://API.inabit.com:443/graphql", true},
+		{"https://api.inabit.com/graphql", "https://api.inabit.com:8443/graphql", false},
+		{"https://api.inabit.com/graphql", "https://evil.example/graphql", false},
+		{"http://127.0.0.1:8300/graphql", "https://127.0.0.1:8300/graphql", false},
+	}
+	for _, tc := range cases {
+		if got := sameOrigin(tc.a, tc.b); got != tc.same {
+			t.Errorf("sameOrigin(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.same)
+		}
+	}
+}
