@@ -110,7 +110,12 @@ last_rotation_error (empty when healthy), rotation_failures and login_token_lost
 Deleting the config forgets the login token and every cached access token.
 `
 
-var errNoConfig = errors.New(`inabit is not configured: write the API user's login token first, for example "vault write inabit/config login_token=@login-token.jwt"`)
+var errNoConfig = errors.New(`inabit is not configured: write the API user's login token to this mount's config first`)
+
+// notConfigured names the real mount: "vault write inabit-admin/config login_token=@login-token.jwt".
+func (b *backend) notConfigured() *logical.Response {
+	return logical.ErrorResponse(`inabit is not configured: write the API user's login token first, for example "vault write %s login_token=@login-token.jwt"`, b.configPath())
+}
 
 func (b *backend) pathConfigExists(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
 	cfg, err := b.loadConfig(ctx, req.Storage)

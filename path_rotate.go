@@ -49,7 +49,7 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 	}
 	cfg, err := b.rotate(ctx, req.Storage, triggerManual)
 	if errors.Is(err, errNoConfig) {
-		return logical.ErrorResponse(errNoConfig.Error()), nil
+		return b.notConfigured(), nil
 	}
 	var rerr *rotationError
 	if !errors.As(err, &rerr) {

@@ -114,7 +114,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 		return nil, err
 	}
 	if cfg == nil {
-		return logical.ErrorResponse(errNoConfig.Error()), nil
+		return b.notConfigured(), nil
 	}
 	if cfg.LoginTokenLost {
 		// The token is known dead: say why instead of asking inabit to reject it again.
@@ -136,7 +136,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	ttl := at.leaseTTL(now)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
-	for _, w := range loginTokenWarnings(cfg, b.loginClaims(cfg), now) {
+	for _, w := range loginTokenWarnings(cfg, b.loginClaims(cfg), now, b.mountOrDefault()) {
 		resp.AddWarning(w)
 	}
 	return resp, nil
@@ -144,19 +144,19 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 
 // loginTokenWarnings tell every reader, not only whoever reads config, that the mount is headed
 // for an outage.
-func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time) []string {
+func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time, mount string) []string {
 	var warnings []string
 	if cfg.LastRotationError != "" {
-		warnings = append(warnings, fmt.Sprintf("the inabit login token is in danger: rotation is failing (%d failures): %s. Read inabit/config for status.",
-			cfg.RotationFailures, cfg.LastRotationError))
+		warnings = append(warnings, fmt.Sprintf("the inabit login token is in danger: rotation is failing (%d failures): %s. Read %sconfig for status.",
+			cfg.RotationFailures, cfg.LastRotationError, mount))
 	}
 	if life := claims.ExpiresAt.Sub(cfg.tokenBornAt()); !claims.ExpiresAt.IsZero() && life > 0 && life < cfg.RotationPeriod {
 		warnings = append(warnings, fmt.Sprintf("the inabit login token lives %s, shorter than rotation_period (%s): it is rotated at %s, before it expires; "+
 			"set rotation_period below its lifetime to rotate on your own schedule.", life.Truncate(time.Second), cfg.RotationPeriod, formatTime(cfg.rotationDueAt())))
 	}
 	if exp := claims.ExpiresAt; !exp.IsZero() && exp.Sub(now) < loginTokenDangerWindow {
-		warnings = append(warnings, fmt.Sprintf("the inabit login token expires at %s (in %s): run \"vault write -f inabit/rotate-root\" or write a new login_token to inabit/config.",
-			formatTime(exp), exp.Sub(now).Truncate(time.Minute)))
+		warnings = append(warnings, fmt.Sprintf("the inabit login token expires at %s (in %s): run \"vault write -f %srotate-root\" or write a new login_token to %sconfig.",
+			formatTime(exp), exp.Sub(now).Truncate(time.Minute), mount, mount))
 	}
 	return warnings
 }

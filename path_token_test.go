@@ -274,3 +274,25 @@ func TestRevokeSucceedsAndKeepsCache(t *testing.T) {
 		t.Fatalf("revoke evicted the shared cache: %d upstream calls, want 1", got)
 	}
 }
+
+// Operator messages name the mount the request came in on, not a hard-coded inabit/.
+func TestMessagesNameTheRealMount(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	resp, err := env.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.ReadOperation, Path: "token", Storage: env.storage, MountPoint: "inabit-admin/",
+	})
+	if err != nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), `"vault write inabit-admin/config login_token=`) {
+		t.Fatalf("unconfigured read: resp=%v err=%v", resp, err)
+	}
+	env.configure(t, nil)
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDropAfterApply, Times: 1})
+	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil {
+		t.Fatal("test setup: the rotation should not have finished")
+	}
+	env.mock.WaitIdle(5 * time.Second)
+	env.clock.advance(11 * time.Minute)
+	env.tick(t)
+	if msg := env.readConfig(t)["last_rotation_error"].(string); !strings.Contains(msg, "write it to inabit-admin/config (login_token)") {
+		t.Fatalf("LOST message = %q, want it to name inabit-admin/config", msg)
+	}
+}

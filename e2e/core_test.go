@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,28 @@ func TestConfigOverAPI(t *testing.T) {
 	cfg := e.readConfig()
 	if cfg["url"] != e.mockURL || cfg["last_rotation_error"] != "" || cfg["login_token_expires_at"] == "" {
 		t.Fatalf("config read = %v", cfg)
+	}
+}
+
+// A url-only write to another host would hand the stored token to it: refused with a 400, and the
+// other host never sees a request.
+func TestURLMoveNeedsLoginTokenOverAPI(t *testing.T) {
+	e := newEnv(t, 1, mockinabit.Options{})
+	e.configure(nil)
+	other := mockinabit.New(mockinabit.Options{})
+	otherSrv := httptest.NewServer(other.Handler())
+	defer otherSrv.Close()
+
+	_, err := e.client().Logical().Write(mountPath+"/config", map[string]interface{}{"url": otherSrv.URL + "/graphql"})
+	if statusOf(err) != 400 || !strings.Contains(apiMessage(err), "login_token in the same request") {
+		t.Fatalf("url-only move to another host: %v", err)
+	}
+	e.readToken(e.client())
+	if got := other.Calls(mockinabit.OpAccessToken) + other.Calls(mockinabit.OpRefresh); got != 0 {
+		t.Fatalf("the other host saw %d requests", got)
+	}
+	if e.readConfig()["url"] != e.mockURL {
+		t.Fatal("the refused write changed the url")
 	}
 }
 
