@@ -23,6 +23,8 @@ const (
 	fieldLoginToken               = "login_token"
 	fieldURL                      = "url"
 	fieldRotationPeriod           = "rotation_period"
+	fieldRotationSchedule         = "rotation_schedule"
+	fieldRotationWindow           = "rotation_window"
 	fieldDisableAutomatedRotation = "disable_automated_rotation"
 	fieldAccessTokenMinTTL        = "access_token_min_ttl"
 	fieldRequestTimeout           = "request_timeout"
@@ -33,6 +35,7 @@ const (
 	fieldLoginTokenExpiresAt = "login_token_expires_at"
 	fieldLastRotatedAt       = "last_rotated_at"
 	fieldNextRotationAt      = "next_rotation_at"
+	fieldNextRotationReason  = "next_rotation_reason"
 	fieldLastRotationError   = "last_rotation_error"
 	fieldRotationFailures    = "rotation_failures"
 	fieldLoginTokenLost      = "login_token_lost"
@@ -68,9 +71,12 @@ const (
 
 // inabitConfig is the one storage entry of a mount: settings, the login token, and rotation status.
 type inabitConfig struct {
-	LoginToken               string        `json:"login_token"`
-	URL                      string        `json:"url"`
-	RotationPeriod           time.Duration `json:"rotation_period"`
+	LoginToken     string        `json:"login_token"`
+	URL            string        `json:"url"`
+	RotationPeriod time.Duration `json:"rotation_period"`
+	// RotationSchedule (cron, UTC) replaces RotationPeriod when set; RotationPeriod is then zero.
+	RotationSchedule         string        `json:"rotation_schedule,omitempty"`
+	RotationWindow           time.Duration `json:"rotation_window,omitempty"`
 	DisableAutomatedRotation bool          `json:"disable_automated_rotation"`
 	AccessTokenMinTTL        time.Duration `json:"access_token_min_ttl"`
 	RequestTimeout           time.Duration `json:"request_timeout"`
@@ -125,44 +131,6 @@ func (c *inabitConfig) tokenBornAt() time.Time {
 	return c.LoginTokenStoredAt
 }
 
-// rotationDueAt is when the token must be rotated: rotation_period after it was born, or, if that
-// is later, the expiry deadline. A token that lives shorter than rotation_period (inabit chose
-// its lifetime, not the operator) is still rotated before it dies.
-func (c *inabitConfig) rotationDueAt() time.Time {
-	due := c.tokenBornAt().Add(c.RotationPeriod)
-	if deadline := c.expiryDeadline(); !deadline.IsZero() && deadline.Before(due) {
-		return deadline
-	}
-	return due
-}
-
-// expiryDeadline is exp minus a margin of a quarter of the token's life (at most a day); zero
-// when the token has no exp.
-func (c *inabitConfig) expiryDeadline() time.Time {
-	exp := c.claims().ExpiresAt
-	if exp.IsZero() {
-		return time.Time{}
-	}
-	life := exp.Sub(c.tokenBornAt())
-	return exp.Add(-min(max(life/4, 0), maxExpiryMargin))
-}
-
-// nextRotationAt is zero when nothing will be sent on its own: automated rotation off, or the
-// token known lost.
-func (c *inabitConfig) nextRotationAt() time.Time {
-	if c.DisableAutomatedRotation || c.LoginTokenLost {
-		return time.Time{}
-	}
-	next := c.rotationDueAt()
-	if c.RotationFailures > 0 && !c.LastRotationErrorAt.IsZero() {
-		next = c.LastRotationErrorAt.Add(rotationRetryDelay(c.RotationFailures))
-	}
-	if c.OutcomeCheckAt.After(next) {
-		next = c.OutcomeCheckAt
-	}
-	return next
-}
-
 // clearRotationStatus is the status of a mount whose rotation problems are behind it.
 func (c *inabitConfig) clearRotationStatus() {
 	c.LastRotationError = ""
@@ -173,7 +141,7 @@ func (c *inabitConfig) clearRotationStatus() {
 }
 
 func configFieldNames() []string {
-	return []string{fieldLoginToken, fieldURL, fieldRotationPeriod, fieldDisableAutomatedRotation,
+	return []string{fieldLoginToken, fieldURL, fieldRotationPeriod, fieldRotationSchedule, fieldRotationWindow, fieldDisableAutomatedRotation,
 		fieldAccessTokenMinTTL, fieldRequestTimeout, fieldVerifyConnection, fieldRefreshGracePeriod}
 }
 
@@ -225,9 +193,62 @@ func applyConfigFields(cfg *inabitConfig, d *framework.FieldData, creating bool,
 		*f.dst = v
 	}
 
-	if lifetime := cfg.claims().lifetime(); lifetime > 0 && cfg.RotationPeriod >= lifetime {
+	return applySchedule(cfg, d, now)
+}
+
+// applySchedule handles the two ways to schedule, with Vault's rules and wording: rotation_period
+// and rotation_schedule exclude each other, a write that sets one clears the other, and
+// rotation_window needs a schedule. Either must fit inside the login token's lifetime.
+func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time) error {
+	rawSchedule, scheduleGiven := d.GetOk(fieldRotationSchedule)
+	_, periodGiven := d.GetOk(fieldRotationPeriod)
+	rawWindow, windowGiven := d.GetOk(fieldRotationWindow)
+	if scheduleGiven && periodGiven {
+		return fmt.Errorf("mutually exclusive fields %s and %s were both specified; only one of them can be provided", fieldRotationSchedule, fieldRotationPeriod)
+	}
+	switch {
+	case scheduleGiven && strings.TrimSpace(rawSchedule.(string)) != "":
+		expr := strings.Join(strings.Fields(rawSchedule.(string)), " ")
+		if _, err := parseSchedule(expr); err != nil {
+			return err
+		}
+		cfg.RotationSchedule, cfg.RotationPeriod = expr, 0
+	case scheduleGiven: // an empty schedule goes back to the period
+		cfg.RotationSchedule, cfg.RotationWindow = "", 0
+		if cfg.RotationPeriod == 0 {
+			cfg.RotationPeriod = defaultRotationPeriod
+		}
+	case periodGiven:
+		cfg.RotationSchedule, cfg.RotationWindow = "", 0
+	}
+	if windowGiven {
+		w := time.Duration(rawWindow.(int)) * time.Second
+		if w != 0 && (w < minRotationWindow || w > maxRotationWindow) {
+			return fmt.Errorf("%s must be between %s and %s, got %s", fieldRotationWindow, minRotationWindow, maxRotationWindow, w)
+		}
+		cfg.RotationWindow = w
+	}
+	if cfg.RotationWindow != 0 && cfg.RotationSchedule == "" {
+		return fmt.Errorf("cannot use %s without %s", fieldRotationWindow, fieldRotationSchedule)
+	}
+
+	lifetime := cfg.claims().lifetime()
+	if lifetime <= 0 && !cfg.claims().ExpiresAt.IsZero() {
+		lifetime = cfg.claims().ExpiresAt.Sub(now)
+	}
+	if lifetime <= 0 {
+		return nil
+	}
+	if cfg.RotationSchedule == "" && cfg.RotationPeriod >= lifetime {
 		return fmt.Errorf("%s (%s) must be shorter than the login token's lifetime (%s), or the token expires before it is rotated; 360h suits 30-day tokens",
 			fieldRotationPeriod, cfg.RotationPeriod, lifetime)
+	}
+	if cfg.RotationSchedule != "" {
+		s, _ := parseSchedule(cfg.RotationSchedule)
+		if gap := maxSlotGap(s, now); gap == 0 || gap >= lifetime {
+			return fmt.Errorf("%s %q has slots up to %s apart (or never fires), longer than the login token's lifetime (%s): "+
+				"the token would expire between two rotations; choose slots closer together", fieldRotationSchedule, cfg.RotationSchedule, gap, lifetime)
+		}
 	}
 	return nil
 }

@@ -46,6 +46,20 @@ func pathConfig(b *backend) *framework.Path {
 				Default:      int(defaultRotationPeriod.Seconds()),
 				DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation period"},
 			},
+			fieldRotationSchedule: {
+				Type: framework.TypeString,
+				Description: "Rotate on a 5-field cron schedule evaluated in UTC instead of by age, e.g. \"0 10 * * 2\" " +
+					"(Tuesdays 10:00) so rotations happen when people can react. Excludes rotation_period; setting one clears " +
+					"the other. The token's expiry still wins if a slot would come too late.",
+				DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation schedule"},
+			},
+			fieldRotationWindow: {
+				Type: framework.TypeDurationSecond,
+				Description: "With rotation_schedule only: a slot missed while no node could rotate may still be caught up " +
+					"this long after it; later, rotation waits for the next slot. Without it, a missed slot is caught up at " +
+					"the next tick. At least 1h.",
+				DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation window"},
+			},
 			fieldDisableAutomatedRotation: {
 				Type:         framework.TypeBool,
 				Description:  "Turn off periodic rotation. rotate-root still works.",
@@ -103,8 +117,11 @@ func pathConfig(b *backend) *framework.Path {
 
 const pathConfigHelp = `
 Write the API user's login token once; the engine rotates it before it expires.
+Rotate by age (rotation_period) or on a UTC cron schedule (rotation_schedule, with an optional
+rotation_window); either way the token is rotated before it expires.
 Reads return the settings and rotation status, never the token:
-login_token_issued_at, login_token_expires_at, last_rotated_at, next_rotation_at,
+login_token_issued_at, login_token_expires_at, last_rotated_at, next_rotation_at and
+next_rotation_reason (rotation_period, rotation_schedule, expiry, retry or outcome_check),
 last_rotation_error (empty when healthy), rotation_failures and login_token_lost
 (true once the stored token is known dead; only writing a new login_token clears it).
 Deleting the config forgets the login token and every cached access token.
@@ -135,9 +152,13 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		return nil, nil
 	}
 	claims := cfg.claims()
+	next, reason := cfg.plannedRotation(b.now())
 	return &logical.Response{Data: map[string]interface{}{
 		fieldURL:                      cfg.URL,
 		fieldRotationPeriod:           int64(cfg.RotationPeriod.Seconds()),
+		fieldRotationSchedule:         cfg.RotationSchedule,
+		fieldRotationWindow:           int64(cfg.RotationWindow.Seconds()),
+		fieldNextRotationReason:       reason,
 		fieldDisableAutomatedRotation: cfg.DisableAutomatedRotation,
 		fieldAccessTokenMinTTL:        int64(cfg.AccessTokenMinTTL.Seconds()),
 		fieldRequestTimeout:           int64(cfg.RequestTimeout.Seconds()),
@@ -146,7 +167,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		fieldLoginTokenIssuedAt:       formatTime(claims.IssuedAt),
 		fieldLoginTokenExpiresAt:      formatTime(claims.ExpiresAt),
 		fieldLastRotatedAt:            formatTime(cfg.LastRotatedAt),
-		fieldNextRotationAt:           formatTime(cfg.nextRotationAt()),
+		fieldNextRotationAt:           formatTime(next),
 		fieldLastRotationError:        cfg.LastRotationError,
 		fieldRotationFailures:         cfg.RotationFailures,
 		fieldLoginTokenLost:           cfg.LoginTokenLost,

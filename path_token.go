@@ -150,9 +150,8 @@ func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time, mo
 		warnings = append(warnings, fmt.Sprintf("the inabit login token is in danger: rotation is failing (%d failures): %s. Read %sconfig for status.",
 			cfg.RotationFailures, cfg.LastRotationError, mount))
 	}
-	if life := claims.ExpiresAt.Sub(cfg.tokenBornAt()); !claims.ExpiresAt.IsZero() && life > 0 && life < cfg.RotationPeriod {
-		warnings = append(warnings, fmt.Sprintf("the inabit login token lives %s, shorter than rotation_period (%s): it is rotated at %s, before it expires; "+
-			"set rotation_period below its lifetime to rotate on your own schedule.", life.Truncate(time.Second), cfg.RotationPeriod, formatTime(cfg.rotationDueAt())))
+	if w := cfg.scheduleWarning(now, mount); w != "" {
+		warnings = append(warnings, w)
 	}
 	if exp := claims.ExpiresAt; !exp.IsZero() && exp.Sub(now) < loginTokenDangerWindow {
 		warnings = append(warnings, fmt.Sprintf("the inabit login token expires at %s (in %s): run \"vault write -f %srotate-root\" or write a new login_token to %sconfig.",

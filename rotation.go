@@ -108,8 +108,14 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, trigger string)
 	if err != nil {
 		return nil, err
 	}
-	if trigger == triggerPeriodic && (cfg.DisableAutomatedRotation || b.now().Before(cfg.nextRotationAt())) {
-		return nil, nil
+	if trigger == triggerPeriodic {
+		next, reason := cfg.plannedRotation(b.now())
+		if next.IsZero() || b.now().Before(next) {
+			return nil, nil
+		}
+		// Events say which rule caused the rotation: the period, a schedule slot, the expiry
+		// deadline overriding either, or a retry.
+		trigger = reason
 	}
 	return b.rotateLocked(ctx, s, cfg, trigger)
 }

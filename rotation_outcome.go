@@ -152,7 +152,7 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, cfg *ina
 		b.logger.Error("login token rotation failed and the login token is lost", "trigger", trigger, "error", rerr.msg)
 	} else {
 		b.logger.Error("login token rotation failed", "trigger", trigger, "failures", updated.RotationFailures,
-			"next_attempt_at", formatTime(updated.nextRotationAt()), "error", rerr.msg)
+			"next_attempt_at", formatTime(updated.nextRotationAt(now)), "error", rerr.msg)
 	}
 	b.sendRotationEvent(ctx, eventRotateFail, trigger, "error", rerr.msg, "login_token_lost", lost)
 	return rerr

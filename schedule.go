@@ -1,0 +1,186 @@
+package inabit
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// When the next rotation happens, and why. Two ways to schedule, as Vault names them:
+// rotation_period (rotate once the token is this old) or rotation_schedule (a 5-field cron in UTC,
+// optionally with rotation_window to catch up a slot missed while no node could rotate). Whatever
+// they say, the token's expiry wins: a token with an exp is rotated by exp minus a quarter of its
+// life (at most a day), and the backoff after failures never pushes an attempt past that.
+
+// Why the next rotation happens when it does; also the trigger of the rotate events it causes.
+const (
+	reasonPeriod       = "rotation_period"
+	reasonSchedule     = "rotation_schedule"
+	reasonExpiry       = "expiry"
+	reasonRetry        = "retry"
+	reasonOutcomeCheck = "outcome_check"
+
+	// minRotationWindow is Vault's own minimum (sdk/rotation).
+	minRotationWindow = time.Hour
+	maxRotationWindow = maxRotationPeriod
+	// maxCatchUpSlots bounds the walk over slots missed while Vault was down.
+	maxCatchUpSlots = 100_000
+)
+
+// The 5-field parser of Vault's SDK: minute hour day-of-month month day-of-week.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
+
+// parsedSchedules memoises parsing: the planned rotation is worked out on every token read.
+var parsedSchedules sync.Map // string -> cron.Schedule
+
+func parseSchedule(expr string) (cron.Schedule, error) {
+	if s, ok := parsedSchedules.Load(expr); ok {
+		return s.(cron.Schedule), nil
+	}
+	if strings.Contains(expr, "TZ=") {
+		return nil, fmt.Errorf("%s %q names a time zone; it is always evaluated in UTC, so drop the TZ= prefix", fieldRotationSchedule, expr)
+	}
+	s, err := cronParser.Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q is not a 5-field cron expression (minute hour day-of-month month day-of-week, in UTC; for example \"0 10 * * 2\" is Tuesdays 10:00): %v",
+			fieldRotationSchedule, expr, err)
+	}
+	parsedSchedules.Store(expr, s)
+	return s, nil
+}
+
+// maxSlotGap is the longest time between two consecutive slots among the next 500 after from;
+// zero when the schedule never fires.
+func maxSlotGap(s cron.Schedule, from time.Time) time.Duration {
+	var gap time.Duration
+	prev := s.Next(from.UTC())
+	for i := 0; i < 500 && !prev.IsZero(); i++ {
+		next := s.Next(prev)
+		if next.IsZero() {
+			break
+		}
+		gap = max(gap, next.Sub(prev))
+		prev = next
+	}
+	return gap
+}
+
+// scheduleAnchor is when the current token came into Vault's hands (written or rotated): a slot
+// before it is not one this token missed.
+func (c *inabitConfig) scheduleAnchor() time.Time {
+	if !c.LoginTokenStoredAt.IsZero() {
+		return c.LoginTokenStoredAt
+	}
+	return c.tokenBornAt()
+}
+
+// scheduledAt is when rotation_schedule wants the next rotation: the first slot after the anchor.
+// If that slot has passed (no node could rotate), it is due now; with a rotation_window, only
+// while the latest missed slot is less than the window ago, else at the next slot.
+func (c *inabitConfig) scheduledAt(now time.Time) time.Time {
+	s, err := parseSchedule(c.RotationSchedule)
+	if err != nil {
+		return time.Time{} // stored schedules were validated when written
+	}
+	first := s.Next(c.scheduleAnchor().UTC())
+	if first.IsZero() || now.Before(first) || c.RotationWindow == 0 {
+		return first
+	}
+	last := first
+	for i := 0; i < maxCatchUpSlots; i++ {
+		next := s.Next(last)
+		if next.IsZero() || next.After(now) {
+			break
+		}
+		last = next
+	}
+	if !now.After(last.Add(c.RotationWindow)) {
+		return last
+	}
+	return s.Next(now.UTC())
+}
+
+// policyDueAt is when rotation_period or rotation_schedule wants the next rotation.
+func (c *inabitConfig) policyDueAt(now time.Time) (time.Time, string) {
+	if c.RotationSchedule != "" {
+		return c.scheduledAt(now), reasonSchedule
+	}
+	return c.tokenBornAt().Add(c.RotationPeriod), reasonPeriod
+}
+
+// rotationDueAt is the policy's time, or the expiry deadline if that comes first.
+func (c *inabitConfig) rotationDueAt(now time.Time) (time.Time, string) {
+	due, reason := c.policyDueAt(now)
+	if deadline := c.expiryDeadline(); !deadline.IsZero() && (due.IsZero() || deadline.Before(due)) {
+		return deadline, reasonExpiry
+	}
+	return due, reason
+}
+
+// expiryDeadline is exp minus a margin of a quarter of the token's life (at most a day); zero
+// when the token has no exp.
+func (c *inabitConfig) expiryDeadline() time.Time {
+	exp := c.claims().ExpiresAt
+	if exp.IsZero() {
+		return time.Time{}
+	}
+	life := exp.Sub(c.tokenBornAt())
+	return exp.Add(-min(max(life/4, 0), maxExpiryMargin))
+}
+
+// plannedRotation is when the next rotation is attempted and why; zero when nothing will be sent
+// on its own (automated rotation off, or the token known lost).
+func (c *inabitConfig) plannedRotation(now time.Time) (time.Time, string) {
+	if c.DisableAutomatedRotation || c.LoginTokenLost {
+		return time.Time{}, ""
+	}
+	next, reason := c.rotationDueAt(now)
+	if c.RotationFailures > 0 && !c.LastRotationErrorAt.IsZero() {
+		next, reason = c.LastRotationErrorAt.Add(rotationRetryDelay(c.RotationFailures)), reasonRetry
+		if deadline := c.expiryDeadline(); !deadline.IsZero() && deadline.Before(next) {
+			// Backing off past the deadline would let the token expire between two attempts.
+			next, reason = deadline, reasonExpiry
+			if floor := c.LastRotationErrorAt.Add(time.Minute); next.Before(floor) {
+				next = floor
+			}
+		}
+	}
+	if c.OutcomeCheckAt.After(next) {
+		next, reason = c.OutcomeCheckAt, reasonOutcomeCheck
+	}
+	return next, reason
+}
+
+// nextRotationAt is plannedRotation's time.
+func (c *inabitConfig) nextRotationAt(now time.Time) time.Time {
+	t, _ := c.plannedRotation(now)
+	return t
+}
+
+// scheduleWarning says, to every token reader, when the login token's expiry overrides the
+// operator's rotation_period or rotation_schedule; empty otherwise.
+func (c *inabitConfig) scheduleWarning(now time.Time, mount string) string {
+	if c.DisableAutomatedRotation || c.LoginTokenLost {
+		return ""
+	}
+	deadline := c.expiryDeadline()
+	if deadline.IsZero() {
+		return ""
+	}
+	if c.RotationSchedule == "" {
+		life := c.claims().ExpiresAt.Sub(c.tokenBornAt())
+		if life <= 0 || life >= c.RotationPeriod {
+			return ""
+		}
+		return fmt.Sprintf("the inabit login token lives %s, shorter than rotation_period (%s): it is rotated at %s, before it expires; "+
+			"set rotation_period below its lifetime in %sconfig to rotate on your own terms.", life.Truncate(time.Second), c.RotationPeriod, formatTime(deadline), mount)
+	}
+	if slot := c.scheduledAt(now); slot.IsZero() || slot.After(deadline) {
+		return fmt.Sprintf("the next rotation_schedule slot (%s) comes after the inabit login token must be rotated (it expires at %s): "+
+			"it is rotated at %s instead.", formatTime(slot), formatTime(c.claims().ExpiresAt), formatTime(deadline))
+	}
+	return ""
+}
