@@ -75,8 +75,10 @@ type inabitConfig struct {
 	URL            string        `json:"url"`
 	RotationPeriod time.Duration `json:"rotation_period"`
 	// RotationSchedule (cron, UTC) replaces RotationPeriod when set; RotationPeriod is then zero.
-	RotationSchedule         string        `json:"rotation_schedule,omitempty"`
-	RotationWindow           time.Duration `json:"rotation_window,omitempty"`
+	RotationSchedule string        `json:"rotation_schedule,omitempty"`
+	RotationWindow   time.Duration `json:"rotation_window,omitempty"`
+	// ScheduleSetAt is when rotation_schedule was last written: slots before it are not missed.
+	ScheduleSetAt            time.Time     `json:"rotation_schedule_set_at,omitempty"`
 	DisableAutomatedRotation bool          `json:"disable_automated_rotation"`
 	AccessTokenMinTTL        time.Duration `json:"access_token_min_ttl"`
 	RequestTimeout           time.Duration `json:"request_timeout"`
@@ -211,6 +213,9 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time) err
 		expr := strings.Join(strings.Fields(rawSchedule.(string)), " ")
 		if _, err := parseSchedule(expr); err != nil {
 			return err
+		}
+		if expr != cfg.RotationSchedule {
+			cfg.ScheduleSetAt = now.UTC()
 		}
 		cfg.RotationSchedule, cfg.RotationPeriod = expr, 0
 	case scheduleGiven: // an empty schedule goes back to the period

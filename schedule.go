@@ -68,13 +68,17 @@ func maxSlotGap(s cron.Schedule, from time.Time) time.Duration {
 	return gap
 }
 
-// scheduleAnchor is when the current token came into Vault's hands (written or rotated): a slot
-// before it is not one this token missed.
+// scheduleAnchor is the later of when the current token came into Vault's hands (written or
+// rotated) and when the schedule was written: a slot before either is not one that was missed.
 func (c *inabitConfig) scheduleAnchor() time.Time {
-	if !c.LoginTokenStoredAt.IsZero() {
-		return c.LoginTokenStoredAt
+	anchor := c.LoginTokenStoredAt
+	if anchor.IsZero() {
+		anchor = c.tokenBornAt()
 	}
-	return c.tokenBornAt()
+	if c.ScheduleSetAt.After(anchor) {
+		anchor = c.ScheduleSetAt
+	}
+	return anchor
 }
 
 // scheduledAt is when rotation_schedule wants the next rotation: the first slot after the anchor.

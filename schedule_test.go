@@ -45,6 +45,8 @@ func TestPlannedRotation(t *testing.T) {
 			"2027-02-01T00:00:00Z", "2027-03-31T12:00:00Z", reasonSchedule},
 		{"missed slot without a window is due at once", inabitConfig{LoginToken: month, RotationSchedule: "0 10 * * 2", LoginTokenStoredAt: utc("2026-12-07T09:00:00Z")},
 			"2026-12-08T15:00:00Z", "2026-12-08T10:00:00Z", reasonSchedule},
+		{"a slot before the schedule was written is not missed", inabitConfig{LoginToken: month, RotationSchedule: "0 10 * * 2", LoginTokenStoredAt: utc("2026-12-01T00:00:00Z"), ScheduleSetAt: utc("2026-12-08T11:00:00Z")},
+			"2026-12-08T11:01:00Z", "2026-12-15T10:00:00Z", reasonSchedule},
 		{"missed slot inside the window", inabitConfig{LoginToken: month, RotationSchedule: "0 10 * * 2", RotationWindow: 2 * time.Hour, LoginTokenStoredAt: utc("2026-12-07T09:00:00Z")},
 			"2026-12-08T11:59:00Z", "2026-12-08T10:00:00Z", reasonSchedule},
 		{"missed slot outside the window waits for the next", inabitConfig{LoginToken: month, RotationSchedule: "0 10 * * 2", RotationWindow: 2 * time.Hour, LoginTokenStoredAt: utc("2026-12-07T09:00:00Z")},
