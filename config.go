@@ -147,8 +147,20 @@ func configFieldNames() []string {
 		fieldAccessTokenMinTTL, fieldRequestTimeout, fieldVerifyConnection, fieldRefreshGracePeriod}
 }
 
-// applyConfigFields validates every field present in d and copies it into cfg. It names the
-// field and the fix in each error.
+// Update validates every field present in d and applies it to c, as the github plugin's config
+// does; changed says whether c differs afterwards, so an unchanged config is not saved. Each error
+// names the field and the fix, and on error c is left as it was.
+func (c *inabitConfig) Update(d *framework.FieldData, creating bool, now time.Time) (changed bool, err error) {
+	updated := c.clone()
+	if err := applyConfigFields(updated, d, creating, now); err != nil {
+		return false, err
+	}
+	changed = *updated != *c
+	*c = *updated
+	return changed, nil
+}
+
+// applyConfigFields copies every field present in d into cfg, validated.
 func applyConfigFields(cfg *inabitConfig, d *framework.FieldData, creating bool, now time.Time) error {
 	if raw, ok := d.GetOk(fieldLoginToken); ok {
 		tok, err := validateLoginToken(raw.(string), now)

@@ -203,7 +203,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		cfg = defaultConfig()
 	}
 	now := b.now()
-	if err := applyConfigFields(cfg, d, old == nil, now); err != nil {
+	changed, err := cfg.Update(d, old == nil, now)
+	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
 
@@ -240,7 +241,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		verified = newAccessToken(tok, start)
 	}
 
-	if old == nil || *cfg != *old || unsaved {
+	if old == nil || changed || unsaved {
 		if err := putConfig(ctx, req.Storage, cfg); err != nil {
 			return nil, fmt.Errorf("saving config: %w", err)
 		}
