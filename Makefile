@@ -66,3 +66,9 @@ bench: build vault
 	go test -run '^$$' -bench . -benchmem -benchtime 2s -count 3 . | tee $(BIN_DIR)/gobench.txt
 	cd e2e && go run ./cmd/bench -vault-bin $(VAULT_BIN) -plugin-bin $(PLUGIN_BIN) \
 		-floor-bin $(BIN_DIR)/floorplugin -go-bench $(BIN_DIR)/gobench.txt -out $(CURDIR)/bench/RESULTS.md
+
+# The rotation simulation (sim_test.go) for many more seeds than `make test` runs (500); prints
+# seeds, steps and the outcomes seen. SOAK_SEEDS=100000 make soak for a longer hunt.
+SOAK_SEEDS ?= 10000
+soak:
+	SOAK_SEEDS=$(SOAK_SEEDS) go test -run TestSimulationSoak -count=1 -timeout 60m -v .

@@ -38,18 +38,37 @@ type faultyStorage struct {
 	logical.Storage
 	mu       sync.Mutex
 	failPuts map[string]bool
+	// putsLeft lets that many more puts under a prefix succeed before they fail.
+	putsLeft map[string]int
 }
 
 func (f *faultyStorage) failPutsTo(prefix string, fail bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failPuts[prefix] = fail
+	delete(f.putsLeft, prefix)
+}
+
+// failPutsAfter lets n more puts under prefix succeed, then fails every later one: the rotation
+// writes its in-flight status before the refresh, and a test of a failed save must let it.
+func (f *faultyStorage) failPutsAfter(prefix string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failPuts[prefix] = true
+	if f.putsLeft == nil {
+		f.putsLeft = map[string]int{}
+	}
+	f.putsLeft[prefix] = n
 }
 
 func (f *faultyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	f.mu.Lock()
 	for prefix, fail := range f.failPuts {
 		if fail && strings.HasPrefix(e.Key, prefix) {
+			if f.putsLeft[prefix] > 0 {
+				f.putsLeft[prefix]--
+				continue
+			}
 			f.mu.Unlock()
 			return errInjectedStorage
 		}
@@ -258,7 +277,7 @@ func TestInvalidateDropsCachedConfigAndToken(t *testing.T) {
 func TestInvalidateKeepsUnsavedRotatedToken(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
-	env.storage.failPutsTo(configStorageKey, true)
+	env.storage.failPutsAfter(configStorageKey, 1) // the in-flight status, then the save fails
 	resp, err := env.request(logical.UpdateOperation, "rotate-root", nil)
 	if err != nil || len(resp.Warnings) == 0 {
 		t.Fatalf("rotate with failing storage: resp=%#v err=%v", resp, err)

@@ -376,3 +376,9 @@ func putConfig(ctx context.Context, s logical.Storage, cfg *inabitConfig) error 
 	}
 	return s.Put(ctx, entry)
 }
+
+// outcomeCheckAt is when a refresh started at startedAt, whose answer never came, may be settled:
+// refresh_grace_period after our own call gave up, so inabit has had that long to finish it.
+func (c *inabitConfig) outcomeCheckAt(startedAt time.Time) time.Time {
+	return startedAt.Add(c.RequestTimeout + 2*time.Second + c.RefreshGracePeriod)
+}

@@ -600,7 +600,7 @@ func TestDefect7_StatusWriteNeverOverwritesANewerToken(t *testing.T) {
 func TestDefect8_ConfigWriteSavesUnsavedTokenCleanly(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
-	env.storage.failPutsTo(configStorageKey, true)
+	env.storage.failPutsAfter(configStorageKey, 1) // the in-flight status, then the save fails
 	if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,8 @@ type rotationError struct {
 	pending bool
 	checkAt time.Time
 	err     error
+	// recorded: the status is in storage (or moot: the stored token changed meanwhile).
+	recorded bool
 }
 
 func (e *rotationError) Error() string { return e.msg }
@@ -134,7 +136,7 @@ func (b *backend) prepareRotationLocked(ctx context.Context, s logical.Storage) 
 		return nil, errNoConfig
 	}
 	if cfg.LoginTokenLost {
-		return nil, &rotationError{lost: true, msg: cfg.LastRotationError}
+		return nil, &rotationError{lost: true, recorded: true, msg: cfg.LastRotationError}
 	}
 	return b.settleWALsLocked(ctx, s, cfg)
 }
@@ -151,6 +153,12 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, cfg *inab
 	if err != nil {
 		// Without a durable record we could not recover from a crash mid-refresh, and storage that
 		// cannot take a WAL cannot take the new token either: do not call inabit.
+		return nil, b.recordFailure(ctx, s, cfg, trigger, &rotationError{
+			msg: fmt.Sprintf("storage is not writable (%v); inabit was not called and the login token is unchanged", err), err: err})
+	}
+
+	if err := b.markRefreshInFlight(ctx, s, cfg, startedAt); err != nil {
+		b.deleteWAL(ctx, s, walID)
 		return nil, b.recordFailure(ctx, s, cfg, trigger, &rotationError{
 			msg: fmt.Sprintf("storage is not writable (%v); inabit was not called and the login token is unchanged", err), err: err})
 	}
@@ -181,6 +189,26 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, cfg *inab
 	b.logger.Info("login token rotated", "trigger", trigger, "expires_at", formatTime(newCfg.claims().ExpiresAt))
 	b.sendRotationEvent(ctx, eventRotate, trigger, "login_token_expires_at", formatTime(newCfg.claims().ExpiresAt))
 	return newCfg, nil
+}
+
+// markRefreshInFlight writes, before the refresh is sent, the status that must stand if this
+// node dies before inabit's answer is saved: the outcome is then unknown until the WAL entry is
+// settled. A successful rotation or a recorded failure replaces it. Only storage is written: the
+// cached config, which token reads warn from, keeps its healthy status while the call runs.
+func (b *backend) markRefreshInFlight(ctx context.Context, s logical.Storage, cfg *inabitConfig, startedAt time.Time) error {
+	checkAt := cfg.outcomeCheckAt(startedAt)
+	cur, err := readConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	if cur == nil || cur.LoginToken != cfg.LoginToken {
+		return errTokenMovedOn
+	}
+	cur.LastRotationError = fmt.Sprintf("a login-token refresh started at %s; if this status stays, Vault stopped before inabit's answer was saved: "+
+		"outcome unknown, checked again at %s", formatTime(startedAt), formatTime(checkAt))
+	cur.LastRotationErrorAt = startedAt
+	cur.OutcomeCheckAt = checkAt
+	return putConfig(ctx, s, cur)
 }
 
 // confirmNotRejectedLocked probes, and never refreshes, a login token inabit has rejected on this

@@ -75,11 +75,10 @@ func (b *backend) handleRefreshFailure(ctx context.Context, s logical.Storage, c
 		b.deleteWAL(ctx, s, walID)
 		return b.recordFailure(ctx, s, cfg, trigger, unchangedError(refreshErr))
 	case tokenDead:
-		b.deleteWAL(ctx, s, walID)
 		if errors.Is(refreshErr, ErrUnauthorized) {
-			return b.recordFailure(ctx, s, cfg, trigger, rejectedTokenError(refreshErr, b.configPath()))
+			return b.recordLost(ctx, s, cfg, trigger, walID, rejectedTokenError(refreshErr, b.configPath()))
 		}
-		return b.recordFailure(ctx, s, cfg, trigger, &rotationError{lost: true, err: refreshErr, msg: lostTokenMessage(startedAt, refreshErr, b.configPath())})
+		return b.recordLost(ctx, s, cfg, trigger, walID, &rotationError{lost: true, err: refreshErr, msg: lostTokenMessage(startedAt, refreshErr, b.configPath())})
 	default:
 		// Our refresh is settled (inabit answered it), but whether the token works is not.
 		b.deleteWAL(ctx, s, walID)
@@ -97,7 +96,7 @@ func unchangedError(cause error) *rotationError {
 }
 
 func outcomeUnknownError(cfg *inabitConfig, startedAt time.Time, cause error) *rotationError {
-	checkAt := startedAt.Add(cfg.RefreshGracePeriod)
+	checkAt := cfg.outcomeCheckAt(startedAt)
 	return &rotationError{pending: true, checkAt: checkAt, err: cause, msg: fmt.Sprintf(
 		"the login-token refresh started at %s got no answer from inabit itself (%v): inabit may still apply it: outcome unknown, "+
 			"checked again at %s. No refresh is sent until then and the stored login token stays in use; "+
@@ -122,6 +121,16 @@ func lostTokenMessage(startedAt time.Time, cause error, configPath string) strin
 // errTokenMovedOn: the stored login token changed since the rotation read it.
 var errTokenMovedOn = errors.New("the stored login token changed since this rotation read it")
 
+// recordLost records a lost token, and only then drops the WAL entry: until LOST is in storage,
+// the entry is what makes the next tick find out again.
+func (b *backend) recordLost(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger, walID string, rerr *rotationError) error {
+	err := b.recordFailure(ctx, s, cfg, trigger, rerr)
+	if rerr.recorded {
+		b.deleteWAL(ctx, s, walID)
+	}
+	return err
+}
+
 // recordFailure stores the failure in the status fields, logs it and sends the fail event. It
 // returns rerr so callers can `return b.recordFailure(...)`.
 func (b *backend) recordFailure(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger string, rerr *rotationError) error {
@@ -137,6 +146,7 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, cfg *ina
 		c.OutcomeCheckAt = rerr.checkAt
 		return true
 	})
+	rerr.recorded = err == nil || errors.Is(err, errTokenMovedOn)
 	switch {
 	case errors.Is(err, errTokenMovedOn):
 		b.logger.Warn("rotation status not recorded: the stored login token changed meanwhile", "trigger", trigger, "error", rerr.msg)

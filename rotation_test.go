@@ -159,7 +159,7 @@ func TestRotationFaults(t *testing.T) {
 				}
 				env.mock.WaitIdle(10 * time.Second)
 				env.mock.ClearFaults()
-				env.clock.advance(10*time.Minute + time.Second)
+				env.clock.advance(11 * time.Minute) // past request_timeout + refresh_grace_period
 				env.tick(t)
 				if n := walCount(t, env); n != 0 {
 					t.Fatalf("%d WAL entries left after the grace period", n)
@@ -211,7 +211,7 @@ func TestWALWriteFailureDoesNotCallInabit(t *testing.T) {
 func TestPersistFailureKeepsTokenInMemoryUntilSaved(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
-	env.storage.failPutsTo(configStorageKey, true)
+	env.storage.failPutsAfter(configStorageKey, 1) // the in-flight status, then the save fails
 
 	resp, err := env.request(logical.UpdateOperation, "rotate-root", nil)
 	if err != nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "saving it to storage failed") {
@@ -320,7 +320,7 @@ func TestUnknownOutcomeBlocksNextRotationUntilResolved(t *testing.T) {
 	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil || !strings.Contains(err.Error(), "outcome unknown") {
 		t.Fatalf("err = %v", err)
 	}
-	env.clock.advance(10*time.Minute + time.Second)
+	env.clock.advance(11 * time.Minute) // past request_timeout + refresh_grace_period
 	env.tick(t)
 	status := env.readConfig(t)
 	if walCount(t, env) != 1 || !strings.Contains(status["last_rotation_error"].(string), "cannot be asked") {
@@ -414,7 +414,7 @@ func TestReadsDuringRotationNeverFail(t *testing.T) {
 func TestCleanWithUnsavedTokenLogsLoudly(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
-	env.storage.failPutsTo(configStorageKey, true)
+	env.storage.failPutsAfter(configStorageKey, 1) // the in-flight status, then the save fails
 	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -474,5 +474,20 @@ func TestRotationWithDeadTokenSaysRejected(t *testing.T) {
 	cfg := env.readConfig(t)
 	if !strings.Contains(cfg["last_rotation_error"].(string), "write it to inabit/config") {
 		t.Fatalf("status does not say what to do: %v", cfg["last_rotation_error"])
+	}
+}
+
+// The in-flight status is written before the refresh; storage that refuses it would refuse the
+// new token too, so inabit is not called.
+func TestInFlightStatusWriteFailureDoesNotCallInabit(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.storage.failPutsTo(configStorageKey, true)
+	_, err := env.request(logical.UpdateOperation, "rotate-root", nil)
+	if err == nil || !strings.Contains(err.Error(), "inabit was not called") {
+		t.Fatalf("err = %v", err)
+	}
+	if env.mock.Calls(mockinabit.OpRefresh) != 0 || walCount(t, env) != 0 {
+		t.Fatal("inabit was called, or a WAL entry left, although the status could not be written")
 	}
 }

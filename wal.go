@@ -59,7 +59,7 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 			b.deleteWAL(ctx, s, id)
 			continue
 		}
-		checkAt := w.StartedAt.Add(cfg.RefreshGracePeriod)
+		checkAt := cfg.outcomeCheckAt(w.StartedAt)
 		if cfg.OutcomeCheckAt.After(checkAt) {
 			checkAt = cfg.OutcomeCheckAt // a settle attempt already failed: wait as the status says
 		}
@@ -97,8 +97,7 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, cfg *inabitC
 		}
 		return updated, nil
 	case tokenDead:
-		b.deleteWAL(ctx, s, id)
-		return nil, b.recordFailure(ctx, s, cfg, triggerSettle, &rotationError{lost: true, err: probeErr,
+		return nil, b.recordLost(ctx, s, cfg, triggerSettle, id, &rotationError{lost: true, err: probeErr,
 			msg: lostTokenMessage(w.StartedAt, nil, b.configPath())})
 	default:
 		retryAt := b.now().Add(time.Minute).UTC()
@@ -141,8 +140,8 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	switch {
 	case errors.Is(err, errNoConfig):
 		return nil // nothing left to protect
-	case errors.As(err, &rerr) && rerr.lost:
-		return nil // recorded and reported; the entry has served its purpose
+	case errors.As(err, &rerr) && rerr.lost && rerr.recorded:
+		return nil // LOST is in storage; the entry has served its purpose
 	default:
 		return err
 	}

@@ -1,0 +1,276 @@
+package inabit
+
+// The simulated cluster: nodes (backend instances) on one storage, and how a request runs.
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// simLog is a node's log, read incrementally by the leak check.
+type simLog struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *simLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	return len(p), nil
+}
+
+func (l *simLog) since(off int) (string, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf[off:]), len(l.buf)
+}
+
+// simInstance is one backend instance: a node's mount between two restarts.
+type simInstance struct {
+	id, slot int
+	b        *backend
+	logger   hclog.Logger
+	view     *storeView
+	logs     *simLog
+	logOff   int
+	events   *logical.MockEventSender
+	eventOff int
+	dead     bool
+	stepped  bool // writes refused; guarded by simStore.mu
+	crashed  bool // every storage and inabit call refused; guarded by simStore.mu
+}
+
+type simReq struct {
+	label      string
+	inst       *simInstance
+	refreshes  int
+	stats      simRequestStats
+	cleanAfter bool
+}
+
+type simViolation struct {
+	step     int
+	inv, msg string
+}
+
+type simCounters struct {
+	steps, rotations, lost, unknown, storageFaults, inabitFaults, hooks int
+}
+
+type sim struct {
+	seed     int64
+	rng      *rand.Rand
+	clock    *vclock
+	store    *simStore
+	model    *simInabit
+	slots    []*simInstance
+	active   int
+	nextID   int
+	insts    []*simInstance
+	graceOK  bool // the code under test has refresh_grace_period
+	reqs     []*simReq
+	schedule []string
+	texts    []string // errors, warnings and config reads of this step, for the leak check
+	step     int
+	fail     *simViolation
+	st       simCounters
+	uuids    map[string]string
+	lostFor  string          // the stored token storage last recorded as LOST
+	manual   map[string]bool // stored login tokens an operator asked to rotate
+	cfgCache map[string]interface{}
+	cfgVer   int
+	notesMu  sync.Mutex
+	notes    []string
+	wasLost  bool
+	wasUnkn  bool
+}
+
+func newSim(seed int64) *sim {
+	simGoroutine.Store(goroutineID())
+	rng := rand.New(rand.NewSource(seed))
+	clock := &vclock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := &sim{seed: seed, rng: rng, clock: clock, store: newSimStore(), manual: map[string]bool{}, uuids: map[string]string{}}
+	s.model = newSimInabit(clock, rand.New(rand.NewSource(seed*7919+1)))
+	s.model.grace = s.grace
+	s.model.onRefresh = s.onRefresh
+	s.model.faultRate = []float64{0, 0.05, 0.15, 0.3}[rng.Intn(4)]
+	s.model.loginLife = []time.Duration{6 * time.Hour, 48 * time.Hour, 30 * 24 * time.Hour}[rng.Intn(3)]
+	s.store.onWrite = s.invalidateOthers
+	s.store.note = s.note
+	s.model.note = s.note
+	for i, n := 0, 2+rng.Intn(2); i < n; i++ {
+		s.slots = append(s.slots, s.newInstance(i))
+	}
+	for _, p := range s.slots[0].b.Paths {
+		if p.Pattern == "config" && p.Fields["refresh_grace_period"] != nil {
+			s.graceOK = true
+		}
+	}
+	return s
+}
+
+func (s *sim) newInstance(slot int) *simInstance {
+	s.nextID++
+	inst := &simInstance{id: s.nextID, slot: slot, logs: &simLog{}, events: logical.NewMockEventSender()}
+	inst.view = &storeView{s: s.store, inst: inst}
+	conf := logical.TestBackendConfig()
+	inst.logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: inst.logs})
+	conf.Logger = inst.logger
+	conf.StorageView = inst.view
+	conf.EventsSender = inst.events
+	raw, err := Factory(context.Background(), conf)
+	if err != nil {
+		panic(err)
+	}
+	b := raw.(*backend)
+	b.now = s.clock.now
+	b.transport = &simTransport{m: s.model, instID: inst.id}
+	b.noRetryWait = true
+	inst.b = b
+	s.insts = append(s.insts, inst)
+	return inst
+}
+
+// kill tears an instance down as Vault does on step-down or seal: Clean runs, and a request still
+// running there can no longer write. With crash, the plugin process is gone (a restart): nothing
+// it still does reaches storage or inabit.
+func (s *sim) kill(inst *simInstance, crash bool) {
+	s.store.mu.Lock()
+	inst.stepped = true
+	inst.crashed = crash
+	s.store.mu.Unlock()
+	if crash {
+		s.model.mu.Lock()
+		s.model.crashed[inst.id] = true
+		s.model.mu.Unlock()
+	}
+	inst.dead = true
+	for _, r := range s.reqs {
+		if r.inst == inst {
+			// Its request is paused in a hook on this goroutine, so a Clean that waits for the
+			// rotation to finish would block the simulation. Vault tears down concurrently:
+			// Clean coming just after the request is one of the interleavings it allows.
+			r.cleanAfter = true
+			return
+		}
+	}
+	inst.b.Cleanup(context.Background())
+}
+
+// invalidateOthers is Vault telling the other nodes that a key changed.
+func (s *sim) invalidateOthers(from *simInstance, key string) {
+	for _, inst := range s.slots {
+		if inst != from && !inst.dead {
+			inst.b.InvalidateKey(context.Background(), key)
+		}
+	}
+}
+
+var simUUID = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+// logf adds a line to the schedule. WAL ids are random UUIDs: they are named by first appearance
+// so that a replay prints the same schedule.
+func (s *sim) logf(format string, args ...interface{}) {
+	name := func(line string) string {
+		return simUUID.ReplaceAllStringFunc(line, func(id string) string {
+			if s.uuids[id] == "" {
+				s.uuids[id] = fmt.Sprintf("entry%d", len(s.uuids)+1)
+			}
+			return s.uuids[id]
+		})
+	}
+	s.schedule = append(s.schedule, name(fmt.Sprintf("%4d %s  ", s.step, s.clock.now().Format("01-02 15:04:05"))+fmt.Sprintf(format, args...)))
+	s.notesMu.Lock()
+	for _, n := range s.notes {
+		s.schedule = append(s.schedule, name("                       | "+n))
+	}
+	s.notes = nil
+	s.notesMu.Unlock()
+}
+
+// note records what inabit and storage saw during a request; logf prints it under the request.
+func (s *sim) note(format string, args ...interface{}) {
+	s.notesMu.Lock()
+	defer s.notesMu.Unlock()
+	s.notes = append(s.notes, s.clock.now().Format("15:04:05 ")+fmt.Sprintf(format, args...))
+}
+
+// do runs one request on one instance with the bookkeeping the invariants need.
+func (s *sim) do(inst *simInstance, label string, fn func() (*logical.Response, error)) (*logical.Response, error) {
+	req := &simReq{label: label, inst: inst}
+	s.reqs = append(s.reqs, req)
+	s.store.mu.Lock()
+	prev := s.store.stats
+	s.store.stats = &req.stats
+	s.store.mu.Unlock()
+	s.model.mu.Lock()
+	delivered := len(s.model.deliveries)
+	s.model.mu.Unlock()
+	base := runtime.NumGoroutine()
+
+	resp, err := fn()
+	if req.cleanAfter {
+		inst.b.Cleanup(context.Background())
+	}
+
+	// A reader whose context ended leaves the shared fetch running: let it finish, so the next
+	// step starts from a settled world and a seed replays exactly.
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > base && time.Now().Before(deadline); {
+		runtime.Gosched()
+	}
+	if runtime.NumGoroutine() > base {
+		s.violate("harness", "a goroutine started by the %s request was still running 5 s after it returned", label)
+	}
+	s.store.mu.Lock()
+	s.store.stats = prev
+	s.store.mu.Unlock()
+	s.reqs = s.reqs[:len(s.reqs)-1]
+	s.noteResponse(resp, err, label == "token-read")
+	s.checkSaved(req, delivered)
+	return resp, err
+}
+
+func (s *sim) request(inst *simInstance, label string, ctx context.Context, op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
+	return s.do(inst, label, func() (*logical.Response, error) {
+		return inst.b.HandleRequest(ctx, &logical.Request{Operation: op, Path: path, Data: data, Storage: inst.view})
+	})
+}
+
+func (s *sim) noteResponse(resp *logical.Response, err error, tokenRead bool) {
+	if err != nil {
+		s.texts = append(s.texts, err.Error())
+	}
+	if resp == nil {
+		return
+	}
+	s.texts = append(s.texts, resp.Warnings...)
+	for k, v := range resp.Data {
+		if tokenRead && k == "access_token" {
+			continue
+		}
+		s.texts = append(s.texts, fmt.Sprint(v))
+	}
+}
+
+func outcome(resp *logical.Response, err error) string {
+	switch {
+	case err != nil:
+		return "error: " + err.Error()
+	case resp != nil && resp.IsError():
+		return "error response: " + resp.Error().Error()
+	case resp != nil && len(resp.Warnings) > 0:
+		return "ok, warning: " + strings.Join(resp.Warnings, " | ")
+	default:
+		return "ok"
+	}
+}
