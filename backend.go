@@ -57,6 +57,10 @@ type backend struct {
 	// rejectedToken is the hash of a login token inabit itself rejected on this node: it is
 	// probed before any refresh, and never refreshed.
 	rejectedToken string
+	// walSeen is when this node first saw each rotation WAL entry (its own: when it wrote it).
+	// Settling waits refresh_grace_period on this node's clock from then too, so a node whose
+	// clock runs ahead of the writer's cannot settle a refresh inabit may still be applying.
+	walSeen map[string]time.Time
 	// mountPath is the mount's path as requests name it ("inabit-admin/"), for messages.
 	mountPath atomic.Value
 	// generation changes whenever the login token in use or the cached access token is
@@ -225,3 +229,42 @@ func (b *backend) mountOrDefault() string {
 
 // configPath is the config path as an operator types it: "inabit-admin/config".
 func (b *backend) configPath() string { return b.mountOrDefault() + pathConfigPattern }
+
+// noteWALSeen records when this node first saw a WAL entry and returns that time.
+func (b *backend) noteWALSeen(id string, now time.Time) time.Time {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	if b.walSeen == nil {
+		b.walSeen = map[string]time.Time{}
+	}
+	if seen, ok := b.walSeen[id]; ok {
+		return seen
+	}
+	b.walSeen[id] = now
+	return now
+}
+
+func (b *backend) forgetWAL(id string) {
+	b.stateMu.Lock()
+	delete(b.walSeen, id)
+	b.stateMu.Unlock()
+}
+
+// HandleRequest keeps the framework's field validation from quoting a secret back: its 400 for a
+// wrongly typed field includes the value, and a login_token sent as an object is the token.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if req != nil && req.Path == pathConfigPattern {
+		if raw, ok := req.Data[fieldLoginToken]; ok {
+			if _, isString := raw.(string); !isString {
+				return logical.ErrorResponse("%s must be a string: the API user's login token (a JWT)", fieldLoginToken), nil
+			}
+		}
+	}
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	if resp != nil && resp.IsError() {
+		if msg, ok := resp.Data["error"].(string); ok {
+			resp.Data["error"] = jwtLike.ReplaceAllString(msg, "[redacted]")
+		}
+	}
+	return resp, err
+}

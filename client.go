@@ -316,34 +316,58 @@ func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 type graphQLAnswer struct {
-	Data   map[string]json.RawMessage `json:"data"`
-	Errors []struct {
-		Message    string `json:"message"`
-		Extensions struct {
-			Code string `json:"code"`
-		} `json:"extensions"`
-	} `json:"errors"`
+	Data   map[string]json.RawMessage
+	Errors []graphQLError
+}
+
+type graphQLError struct {
+	Message string
+	Code    string
 }
 
 // parseGraphQL reads body as a GraphQL answer; ok is false when it is not one (an HTML page,
-// garbage, or JSON without data or errors), i.e. when it cannot be inabit's own answer.
+// garbage, or JSON without data or errors), i.e. when it cannot be inabit's own answer. Only the
+// top-level shape decides: errors' messages and extensions are free-form in GraphQL, and a
+// numeric code must not turn an answer that carries the new token into "garbage".
 func parseGraphQL(body []byte) (ans graphQLAnswer, ok bool) {
-	var probe map[string]json.RawMessage
-	if json.Unmarshal(body, &probe) != nil {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil {
 		return ans, false
 	}
-	_, hasData := probe["data"]
-	_, hasErrors := probe["errors"]
+	rawData, hasData := top["data"]
+	rawErrors, hasErrors := top["errors"]
 	if !hasData && !hasErrors {
 		return ans, false
 	}
-	return ans, json.Unmarshal(body, &ans) == nil
+	if hasData && string(rawData) != "null" && json.Unmarshal(rawData, &ans.Data) != nil {
+		return ans, false // data must be an object
+	}
+	var errs []struct {
+		Message    json.RawMessage `json:"message"`
+		Extensions struct {
+			Code json.RawMessage `json:"code"`
+		} `json:"extensions"`
+	}
+	_ = json.Unmarshal(rawErrors, &errs)
+	for _, e := range errs {
+		ans.Errors = append(ans.Errors, graphQLError{Message: looseString(e.Message), Code: looseString(e.Extensions.Code)})
+	}
+	return ans, true
+}
+
+// looseString is a JSON string's value, or any other JSON value's text.
+func looseString(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
 }
 
 // authError finds an authentication or authorization error among a GraphQL answer's errors.
 func (a graphQLAnswer) authError() (kind error, message string) {
 	for _, e := range a.Errors {
-		code := strings.ToUpper(e.Extensions.Code)
+		code := strings.ToUpper(e.Code)
 		msg := strings.ToLower(e.Message)
 		switch {
 		case code == "UNAUTHENTICATED" || strings.Contains(msg, "unauthorized") || strings.Contains(msg, "unauthenticated"):
@@ -370,8 +394,10 @@ func (a graphQLAnswer) hasToken() bool {
 func statusError(res *http.Response, body []byte) *UpstreamError {
 	status := res.StatusCode
 	ans, isGraphQL := parseGraphQL(body)
-	if isGraphQL && status < 500 && ans.hasToken() {
-		return nil // a partial answer: query() keeps the token and reports the errors
+	if isGraphQL && ans.hasToken() {
+		// An answer that carries a token is kept whatever its status or errors say: for a
+		// refresh, inabit has already killed the old token. query() reports the errors.
+		return nil
 	}
 	authKind, authMsg := ans.authError()
 	switch {
@@ -384,6 +410,10 @@ func statusError(res *http.Response, body []byte) *UpstreamError {
 		return &UpstreamError{Kind: authKind, Status: status, Detail: "GraphQL error: " + sanitize(authMsg), Sent: true, Answered: true}
 	case status == http.StatusUnauthorized && !looksHTML(body):
 		return &UpstreamError{Kind: ErrUnauthorized, Status: status, Detail: bodyHint(body), Sent: true, Answered: true}
+	case (status == http.StatusUnauthorized || status == http.StatusForbidden) && isGraphQL:
+		// inabit's own GraphQL answer refusing the call: it is over, and proves the token alive
+		// enough to be authorised or not.
+		return &UpstreamError{Kind: ErrRefused, Status: status, Detail: bodyHint(body), Sent: true, Answered: true}
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		// An HTML page or a bare 403 is what a WAF or proxy sends; it proves nothing about the token.
 		return &UpstreamError{Kind: ErrRefused, Status: status, Detail: bodyHint(body), Sent: true}
@@ -403,16 +433,29 @@ func looksHTML(body []byte) bool {
 // body wholesale.
 func bodyHint(body []byte) string {
 	s := string(body)
-	if i := strings.Index(strings.ToLower(s), "<title>"); i >= 0 {
-		rest := s[i+len("<title>"):]
-		if j := strings.Index(strings.ToLower(rest), "</title>"); j >= 0 {
-			return "HTML page: " + sanitize(rest[:j])
+	// Lower-case ASCII only, byte for byte: strings.ToLower can change the length of invalid
+	// UTF-8 (a Latin-1 proxy page), and indexes into it would then overrun s.
+	lower := asciiLower(s)
+	if i := strings.Index(lower, "<title>"); i >= 0 {
+		start := i + len("<title>")
+		if j := strings.Index(lower[start:], "</title>"); j >= 0 {
+			return "HTML page: " + sanitize(s[start:start+j])
 		}
 	}
 	if looksHTML(body) {
 		return "HTML page"
 	}
 	return sanitize(s)
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func hintSuffix(body []byte) string {

@@ -97,6 +97,11 @@ type inabitConfig struct {
 	// OutcomeCheckAt is set while a refresh's outcome is unknown: the moment its WAL entry is old
 	// enough to be settled. No refresh starts before it.
 	OutcomeCheckAt time.Time `json:"outcome_check_at,omitempty"`
+	// RetryNotBefore is inabit's Retry-After on a refused refresh.
+	RetryNotBefore time.Time `json:"retry_not_before,omitempty"`
+	// ProbeBeforeRefresh: inabit rejected the token and could not be asked again whether it
+	// works; the next attempt probes first, on whichever node and process makes it.
+	ProbeBeforeRefresh bool `json:"probe_before_refresh,omitempty"`
 }
 
 func defaultConfig() *inabitConfig {
@@ -140,6 +145,8 @@ func (c *inabitConfig) clearRotationStatus() {
 	c.RotationFailures = 0
 	c.LoginTokenLost = false
 	c.OutcomeCheckAt = time.Time{}
+	c.RetryNotBefore = time.Time{}
+	c.ProbeBeforeRefresh = false
 }
 
 func configFieldNames() []string {
@@ -207,13 +214,17 @@ func applyConfigFields(cfg *inabitConfig, d *framework.FieldData, creating bool,
 		*f.dst = v
 	}
 
-	return applySchedule(cfg, d, now)
+	_, tokenGiven := d.GetOk(fieldLoginToken)
+	return applySchedule(cfg, d, now, creating || tokenGiven)
 }
 
 // applySchedule handles the two ways to schedule, with Vault's rules and wording: rotation_period
 // and rotation_schedule exclude each other, a write that sets one clears the other, and
 // rotation_window needs a schedule. Either must fit inside the login token's lifetime.
-func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time) error {
+// newToken says the login token is new in this write, so the schedule is checked against its
+// lifetime even if the write does not touch the schedule; other writes are not refused for a
+// token that inabit chose to make short-lived (its expiry wins anyway).
+func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, newToken bool) error {
 	rawSchedule, scheduleGiven := d.GetOk(fieldRotationSchedule)
 	_, periodGiven := d.GetOk(fieldRotationPeriod)
 	rawWindow, windowGiven := d.GetOk(fieldRotationWindow)
@@ -249,6 +260,11 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time) err
 		return fmt.Errorf("cannot use %s without %s", fieldRotationWindow, fieldRotationSchedule)
 	}
 
+	if cfg.RotationSchedule != "" && scheduleGiven {
+		if sched, _ := parseSchedule(cfg.RotationSchedule); sched.Next(now.UTC()).IsZero() {
+			return fmt.Errorf("%s %q never fires: automated rotation would silently stop", fieldRotationSchedule, cfg.RotationSchedule)
+		}
+	}
 	lifetime := cfg.claims().lifetime()
 	if lifetime <= 0 && !cfg.claims().ExpiresAt.IsZero() {
 		lifetime = cfg.claims().ExpiresAt.Sub(now)
@@ -256,14 +272,14 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time) err
 	if lifetime <= 0 {
 		return nil
 	}
-	if cfg.RotationSchedule == "" && cfg.RotationPeriod >= lifetime {
+	if cfg.RotationSchedule == "" && (newToken || periodGiven) && cfg.RotationPeriod >= lifetime {
 		return fmt.Errorf("%s (%s) must be shorter than the login token's lifetime (%s), or the token expires before it is rotated; 360h suits 30-day tokens",
 			fieldRotationPeriod, cfg.RotationPeriod, lifetime)
 	}
-	if cfg.RotationSchedule != "" {
+	if cfg.RotationSchedule != "" && (newToken || scheduleGiven) {
 		s, _ := parseSchedule(cfg.RotationSchedule)
-		if gap := maxSlotGap(s, now); gap == 0 || gap >= lifetime {
-			return fmt.Errorf("%s %q has slots up to %s apart (or never fires), longer than the login token's lifetime (%s): "+
+		if gap := slotGapAtLeast(s, now, lifetime); gap > 0 {
+			return fmt.Errorf("%s %q has slots %s apart, as long as or longer than the login token's lifetime (%s): "+
 				"the token would expire between two rotations; choose slots closer together", fieldRotationSchedule, cfg.RotationSchedule, gap, lifetime)
 		}
 	}

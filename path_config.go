@@ -183,7 +183,7 @@ func formatTime(t time.Time) string {
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if err := d.ValidateStrict(); err != nil {
-		return logical.ErrorResponse("invalid config: %s; the fields are %s", err, strings.Join(configFieldNames(), ", ")), nil
+		return logical.ErrorResponse("invalid config: %s; the fields are %s", sanitize(err.Error()), strings.Join(configFieldNames(), ", ")), nil
 	}
 	b.noteMount(req)
 	if !b.WriteSafeReplicationState() {

@@ -52,6 +52,10 @@ type rotationError struct {
 	err     error
 	// recorded: the status is in storage (or moot: the stored token changed meanwhile).
 	recorded bool
+	// retryNotBefore: inabit's Retry-After. probeFirst: inabit rejected the token and could not
+	// be asked again, so the next attempt probes before it refreshes, even after a restart.
+	retryNotBefore time.Time
+	probeFirst     bool
 }
 
 func (e *rotationError) Error() string { return e.msg }
@@ -147,34 +151,42 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, cfg *inab
 		return nil, err
 	}
 
-	b.crashPoint(crashBeforeWAL)
-	startedAt := b.now().UTC()
-	walID, err := framework.PutWAL(ctx, s, walKindRotation, &rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: startedAt})
-	if err != nil {
-		// Without a durable record we could not recover from a crash mid-refresh, and storage that
-		// cannot take a WAL cannot take the new token either: do not call inabit.
-		return nil, b.recordFailure(ctx, s, cfg, trigger, &rotationError{
-			msg: fmt.Sprintf("storage is not writable (%v); inabit was not called and the login token is unchanged", err), err: err})
+	var (
+		walID                  string
+		startedAt              time.Time
+		newCfg                 *inabitConfig
+		refreshErr, unsavedErr error
+	)
+	setupErr := func() error {
+		// loginMu is write-held from before the WAL's start time until the new token is in use:
+		// no reader presents the old token while inabit is killing it, and no reader's fetch can
+		// hold the refresh back past the start time its WAL entry records for other nodes.
+		b.loginMu.Lock()
+		defer b.loginMu.Unlock()
+		b.crashPoint(crashBeforeWAL)
+		startedAt = b.now().UTC()
+		var err error
+		if walID, err = b.writeRotationRecords(ctx, s, cfg, startedAt); err != nil {
+			return err
+		}
+		b.crashPoint(crashAfterWAL)
+		var newToken string
+		if newToken, refreshErr = b.sendRefresh(ctx, client, cfg); refreshErr != nil {
+			return nil
+		}
+		b.crashPoint(crashAfterRefresh)
+		newCfg, unsavedErr = b.installRotatedTokenLocked(ctx, s, cfg, newToken, walID)
+		return nil
+	}()
+	if setupErr != nil {
+		// Without durable records we could not recover from a crash mid-refresh, and storage that
+		// refuses them would refuse the new token too: inabit was not called.
+		return nil, b.recordFailure(ctx, s, cfg, trigger, &rotationError{err: setupErr,
+			msg: fmt.Sprintf("storage is not writable (%v); inabit was not called and the login token is unchanged", setupErr)})
 	}
-
-	if err := b.markRefreshInFlight(ctx, s, cfg, startedAt); err != nil {
-		b.deleteWAL(ctx, s, walID)
-		return nil, b.recordFailure(ctx, s, cfg, trigger, &rotationError{
-			msg: fmt.Sprintf("storage is not writable (%v); inabit was not called and the login token is unchanged", err), err: err})
-	}
-
-	b.crashPoint(crashAfterWAL)
-	// loginMu stays write-held until the new token is in use, so no reader presents the old
-	// token while inabit is killing it.
-	b.loginMu.Lock()
-	newToken, refreshErr := b.sendRefresh(ctx, client, cfg)
 	if refreshErr != nil {
-		b.loginMu.Unlock()
 		return nil, b.handleRefreshFailure(ctx, s, cfg, client, trigger, walID, startedAt, refreshErr)
 	}
-	b.crashPoint(crashAfterRefresh)
-	newCfg, unsavedErr := b.installRotatedTokenLocked(ctx, s, cfg, newToken, walID)
-	b.loginMu.Unlock()
 	if unsavedErr != nil {
 		b.sendRotationEvent(ctx, eventRotateFail, trigger, "error", unsavedErr.Error(), "login_token_lost", "false")
 		return newCfg, unsavedErr
@@ -189,6 +201,28 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, cfg *inab
 	b.logger.Info("login token rotated", "trigger", trigger, "expires_at", formatTime(newCfg.claims().ExpiresAt))
 	b.sendRotationEvent(ctx, eventRotate, trigger, "login_token_expires_at", formatTime(newCfg.claims().ExpiresAt))
 	return newCfg, nil
+}
+
+// maxRecordLatency bounds how long the WAL and in-flight writes may take before the refresh is
+// sent: other nodes time the refresh from the WAL's start time.
+const maxRecordLatency = 10 * time.Second
+
+// writeRotationRecords writes the WAL entry and the in-flight status, or neither.
+func (b *backend) writeRotationRecords(ctx context.Context, s logical.Storage, cfg *inabitConfig, startedAt time.Time) (string, error) {
+	walID, err := framework.PutWAL(ctx, s, walKindRotation, &rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: startedAt})
+	if err != nil {
+		return "", err
+	}
+	b.noteWALSeen(walID, startedAt)
+	if err := b.markRefreshInFlight(ctx, s, cfg, startedAt); err != nil {
+		b.deleteWAL(ctx, s, walID)
+		return "", err
+	}
+	if took := b.now().Sub(startedAt); took > maxRecordLatency {
+		b.deleteWAL(ctx, s, walID)
+		return "", fmt.Errorf("writing the rotation records took %s", took.Round(time.Second))
+	}
+	return walID, nil
 }
 
 // markRefreshInFlight writes, before the refresh is sent, the status that must stand if this
@@ -215,7 +249,7 @@ func (b *backend) markRefreshInFlight(ctx context.Context, s logical.Storage, cf
 // node: refreshing a dead token would bury what happened under a new error every minute.
 func (b *backend) confirmNotRejectedLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient, trigger string) error {
 	b.stateMu.Lock()
-	rejected := b.rejectedToken != "" && b.rejectedToken == tokenHash(cfg.LoginToken)
+	rejected := cfg.ProbeBeforeRefresh || (b.rejectedToken != "" && b.rejectedToken == tokenHash(cfg.LoginToken))
 	b.stateMu.Unlock()
 	if !rejected {
 		return nil
@@ -226,7 +260,7 @@ func (b *backend) confirmNotRejectedLocked(ctx context.Context, s logical.Storag
 	case tokenDead:
 		return b.recordFailure(ctx, s, cfg, trigger, rejectedTokenError(err, b.configPath()))
 	default:
-		return b.recordFailure(ctx, s, cfg, trigger, &rotationError{err: err, msg: fmt.Sprintf(
+		return b.recordFailure(ctx, s, cfg, trigger, &rotationError{err: err, probeFirst: true, msg: fmt.Sprintf(
 			"inabit rejected the stored login token on an earlier call and cannot be asked now whether it still works (%v); not refreshing until it can", err)})
 	}
 }
@@ -323,6 +357,7 @@ func (b *backend) deleteWAL(ctx context.Context, s logical.Storage, walID string
 	if walID == "" {
 		return
 	}
+	b.forgetWAL(walID)
 	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
 		// Harmless: an entry whose hash no longer matches the stored token is dropped by the next
 		// check, and one that still matches is settled by probing.

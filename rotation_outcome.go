@@ -67,7 +67,11 @@ func (b *backend) handleRefreshFailure(ctx context.Context, s logical.Storage, c
 	if !ue.Sent || errors.Is(ue, ErrRateLimited) || errors.Is(ue, ErrRefused) {
 		// It never reached inabit, or inabit declined before touching the token.
 		b.deleteWAL(ctx, s, walID)
-		return b.recordFailure(ctx, s, cfg, trigger, unchangedError(refreshErr))
+		rerr := unchangedError(refreshErr)
+		if ue.RetryAfter > 0 {
+			rerr.retryNotBefore = b.now().Add(ue.RetryAfter).UTC() // inabit said when to come back
+		}
+		return b.recordFailure(ctx, s, cfg, trigger, rerr)
 	}
 	// inabit answered with an error, so the call is over and the old token can be asked now.
 	switch state, probeErr := b.probeOldToken(ctx, client, cfg); state {
@@ -85,7 +89,7 @@ func (b *backend) handleRefreshFailure(ctx context.Context, s logical.Storage, c
 		if errors.Is(refreshErr, ErrUnauthorized) {
 			b.noteRejected(cfg.LoginToken)
 		}
-		return b.recordFailure(ctx, s, cfg, trigger, &rotationError{err: refreshErr, msg: fmt.Sprintf(
+		return b.recordFailure(ctx, s, cfg, trigger, &rotationError{err: refreshErr, probeFirst: errors.Is(refreshErr, ErrUnauthorized), msg: fmt.Sprintf(
 			"refreshing the login token failed (%v) and inabit could not be asked whether the login token still works (%v); "+
 				"no refresh is sent with it until inabit confirms it works", refreshErr, probeErr)})
 	}
@@ -139,11 +143,7 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, cfg *ina
 		if c.LoginTokenLost && !rerr.lost {
 			return false // LOST is sticky: nothing but a new login token replaces it
 		}
-		c.LastRotationError = rerr.msg
-		c.LastRotationErrorAt = now
-		c.RotationFailures++
-		c.LoginTokenLost = rerr.lost
-		c.OutcomeCheckAt = rerr.checkAt
+		applyFailureStatus(c, rerr, now)
 		return true
 	})
 	rerr.recorded = err == nil || errors.Is(err, errTokenMovedOn)
@@ -152,8 +152,15 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, cfg *ina
 		b.logger.Warn("rotation status not recorded: the stored login token changed meanwhile", "trigger", trigger, "error", rerr.msg)
 		return rerr
 	case err != nil:
+		// Storage refused it, but this node still says it: reads warn from the cached config.
 		b.logger.Error("could not record rotation failure in storage", "error", err)
-		updated = cfg
+		updated = cfg.clone()
+		applyFailureStatus(updated, rerr, now)
+		b.stateMu.Lock()
+		if !b.unsaved && b.config != nil && b.config.LoginToken == cfg.LoginToken {
+			b.config = updated.clone()
+		}
+		b.stateMu.Unlock()
 	}
 
 	lost := "false"
@@ -166,6 +173,16 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, cfg *ina
 	}
 	b.sendRotationEvent(ctx, eventRotateFail, trigger, "error", rerr.msg, "login_token_lost", lost)
 	return rerr
+}
+
+func applyFailureStatus(c *inabitConfig, rerr *rotationError, now time.Time) {
+	c.LastRotationError = rerr.msg
+	c.LastRotationErrorAt = now
+	c.RotationFailures++
+	c.LoginTokenLost = rerr.lost
+	c.OutcomeCheckAt = rerr.checkAt
+	c.RetryNotBefore = rerr.retryNotBefore
+	c.ProbeBeforeRefresh = c.ProbeBeforeRefresh || rerr.probeFirst
 }
 
 // writeStatus applies update to the stored config, but only while it still holds loginToken: a

@@ -433,13 +433,13 @@ func TestStaleWALSettledOnNextTick(t *testing.T) {
 		wantLost  bool
 	}{
 		{"young entry may be a live rotation elsewhere", 9 * time.Minute, true, 1, false},
-		{"stale entry, refresh never applied", 11 * time.Minute, false, 0, false},
-		{"stale entry, refresh applied and answer lost", 11 * time.Minute, true, 0, true},
+		{"stale entry, refresh never applied", 16 * time.Minute, false, 0, false},
+		{"stale entry, refresh applied and answer lost", 16 * time.Minute, true, 0, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newTestEnv(t, mockinabit.Options{})
-			env.configure(t, map[string]interface{}{"request_timeout": 1}) // settled after refresh_grace_period (10m)
+			env.configure(t, map[string]interface{}{"request_timeout": 1}) // settled at once only when older than request_timeout + refresh_grace_period + 5m of clock skew
 			cfg, _ := readConfig(context.Background(), env.storage)
 			if _, err := framework.PutWAL(context.Background(), env.storage, walKindRotation,
 				&rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: env.clock.now().Add(-tc.age)}); err != nil {

@@ -52,20 +52,40 @@ func parseSchedule(expr string) (cron.Schedule, error) {
 	return s, nil
 }
 
-// maxSlotGap is the longest time between two consecutive slots among the next 500 after from;
-// zero when the schedule never fires.
-func maxSlotGap(s cron.Schedule, from time.Time) time.Duration {
-	var gap time.Duration
-	prev := s.Next(from.UTC())
-	for i := 0; i < 500 && !prev.IsZero(); i++ {
-		next := s.Next(prev)
-		if next.IsZero() {
-			break
-		}
-		gap = max(gap, next.Sub(prev))
-		prev = next
+// slotGapAtLeast finds two consecutive slots at least limit apart within a year after from, and
+// returns how far apart they are; zero when there are none. It samples every limit/2 (any such gap
+// contains a sample followed by limit/2 without a slot) and measures exactly only around those,
+// so an every-minute schedule costs a few hundred Next calls, not half a million.
+func slotGapAtLeast(s cron.Schedule, from time.Time, limit time.Duration) time.Duration {
+	from = from.UTC()
+	first := s.Next(from)
+	if first.IsZero() {
+		return limit
 	}
-	return gap
+	step := max(limit/2, time.Minute)
+	horizon := first.Add(366*24*time.Hour + limit)
+	for t := first; t.Before(horizon); t = t.Add(step) {
+		next := s.Next(t)
+		if next.IsZero() {
+			return limit // it stops firing
+		}
+		if next.Sub(t) < step {
+			continue
+		}
+		// The last slot before next: walk from limit before t (slots never precede first).
+		walkFrom := t.Add(-limit)
+		if walkFrom.Before(first) {
+			walkFrom = first.Add(-time.Nanosecond)
+		}
+		last := time.Time{}
+		for x := s.Next(walkFrom); !x.IsZero() && x.Before(next); x = s.Next(x) {
+			last = x
+		}
+		if !last.IsZero() && next.Sub(last) >= limit {
+			return next.Sub(last)
+		}
+	}
+	return 0
 }
 
 // scheduleAnchor is the later of when the current token came into Vault's hands (written or
@@ -143,12 +163,23 @@ func (c *inabitConfig) plannedRotation(now time.Time) (time.Time, string) {
 	}
 	next, reason := c.rotationDueAt(now)
 	if c.RotationFailures > 0 && !c.LastRotationErrorAt.IsZero() {
-		next, reason = c.LastRotationErrorAt.Add(rotationRetryDelay(c.RotationFailures)), reasonRetry
-		if deadline := c.expiryDeadline(); !deadline.IsZero() && deadline.Before(next) {
-			// Backing off past the deadline would let the token expire between two attempts.
-			next, reason = deadline, reasonExpiry
-			if floor := c.LastRotationErrorAt.Add(time.Minute); next.Before(floor) {
-				next = floor
+		retry := c.LastRotationErrorAt.Add(rotationRetryDelay(c.RotationFailures))
+		if c.RetryNotBefore.After(retry) {
+			retry = c.RetryNotBefore // inabit's Retry-After
+		}
+		// A retry never comes before the rotation is due: a failed rotate-root does not start
+		// automated attempts ahead of rotation_period or rotation_schedule.
+		if retry.After(next) {
+			next, reason = retry, reasonRetry
+			if deadline := c.expiryDeadline(); !deadline.IsZero() && deadline.Before(next) {
+				// Backing off past the deadline would let the token expire between two attempts;
+				// still at most one attempt a minute, and never against inabit's Retry-After.
+				next, reason = deadline, reasonExpiry
+				for _, floor := range []time.Time{c.LastRotationErrorAt.Add(time.Minute), c.RetryNotBefore} {
+					if next.Before(floor) {
+						next = floor
+					}
+				}
 			}
 		}
 	}

@@ -60,6 +60,14 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 			continue
 		}
 		checkAt := cfg.outcomeCheckAt(w.StartedAt)
+		seen := b.noteWALSeen(id, b.now())
+		if b.now().Before(checkAt.Add(clockSkew)) {
+			// Near the boundary the writer's clock may be behind ours: also wait the grace on
+			// this node's own clock, from when it first saw the entry.
+			if local := cfg.outcomeCheckAt(seen); local.After(checkAt) {
+				checkAt = local
+			}
+		}
 		if cfg.OutcomeCheckAt.After(checkAt) {
 			checkAt = cfg.OutcomeCheckAt // a settle attempt already failed: wait as the status says
 		}
