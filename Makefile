@@ -11,14 +11,15 @@ FUZZTIME       ?= 30s
 
 export VAULT_BIN PLUGIN_VERSION
 
-.PHONY: build test unit e2e fmt fmt-check vet check-tree mock dev vault fuzz bench clean soak
+.PHONY: build test unit e2e fmt fmt-check vet check-tree mock dev vault fuzz bench clean soak release release-check
 
 build:
 	go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
 
 # Everything that passes on a fresh machine: lint, unit tests with the race detector, fuzz seeds,
+# two release builds that must match byte for byte,
 # and the end-to-end suite on a real Vault (built once per machine by scripts/install-vault.sh).
-test: check-tree fmt-check vet unit e2e
+test: check-tree fmt-check vet unit release-check e2e
 
 unit:
 	go test -race -count=1 ./...
@@ -26,6 +27,14 @@ unit:
 
 e2e: build vault
 	cd e2e && go test -count=1 -timeout 45m -v ./...
+
+# Release zips and SHA256SUMS for linux and darwin into dist/ (scripts/release.sh says how).
+release:
+	./scripts/release.sh "$(VERSION)"
+
+# Two release runs on this tree must give byte-identical files, stamped with their version.
+release-check:
+	VERSION=v0.0.0-check ./scripts/release-check.sh
 
 vault:
 	VAULT_VERSION=$(VAULT_VERSION) ./scripts/install-vault.sh

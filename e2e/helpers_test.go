@@ -25,7 +25,7 @@ import (
 const (
 	pluginName    = "inabit"
 	pluginCommand = "vault-plugin-secrets-inabit"
-	pluginVersion = "v0.1.0"
+	pluginVersion = "v0.2.0"
 	mountPath     = "inabit"
 )
 
