@@ -150,7 +150,7 @@ func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time, mo
 		warnings = append(warnings, fmt.Sprintf("the inabit login token is in danger: rotation is failing (%d failures): %s. Read %sconfig for status.",
 			cfg.RotationFailures, cfg.LastRotationError, mount))
 	}
-	if w := cfg.scheduleWarning(now, mount); w != "" {
+	if w := cfg.scheduleWarning(claims, now, mount); w != "" {
 		warnings = append(warnings, w)
 	}
 	if exp := claims.ExpiresAt; !exp.IsZero() && exp.Sub(now) < loginTokenDangerWindow {
