@@ -1,6 +1,7 @@
 // Command bench measures the inabit plugin inside a real Vault, side by side with what Vault
 // itself costs: a floor plugin (gRPC hop + lease, nothing else), a KV v2 read and sys/health.
-// It prints a Markdown report and writes it to -out. Run it with `make bench`.
+// With -sustained it then loads each read path for several lease lifetimes on a fresh Vault
+// (sustained.go). It prints a Markdown report and writes it to -out. Run it with `make bench`.
 package main
 
 import (
@@ -49,11 +50,30 @@ func main() {
 	out := flag.String("out", "bench/RESULTS.md", "where to write the report")
 	duration := flag.Duration("duration", 3*time.Second, "length of one measured run")
 	reps := flag.Int("reps", 3, "interleaved repetitions of every scenario")
+	sustained := flag.Bool("sustained", false, "then measure sustained load on a fresh Vault (sustained.go)")
+	sustainedPhase := flag.Duration("sustained-phase", 150*time.Second, "sustained load per read path; at least 3 lease lifetimes (3 x 45s)")
+	sustainedWindow := flag.Duration("sustained-window", 10*time.Second, "sustained load measuring window")
+	sustainedClients := flag.Int("sustained-clients", 16, "sustained load concurrent clients")
+	svgOut := flag.String("svg", "", "where to write the sustained-load plot (default: sustained.svg beside -out)")
 	flag.Parse()
 	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin} {
 		if v == "" {
 			log.Fatalf("%s is required", name)
 		}
+	}
+	sOpts := sustainedOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin,
+		phase: *sustainedPhase, window: *sustainedWindow, clients: *sustainedClients}
+	// Short runs: every scenario at every concurrency and repetition, the warm-ups, and ~75 s of
+	// 100k reads plus the stampede.
+	total := time.Duration(3*(*reps)*5)*(*duration) + 5*500*time.Millisecond + 90*time.Second
+	if *sustained {
+		if *sustainedPhase < 3*sustainedLeaseTTL {
+			log.Printf("warning: -sustained-phase %s is shorter than 3 lease lifetimes (%s)", *sustainedPhase, 3*sustainedLeaseTTL)
+		}
+		log.Printf("bench: about %s in all (short runs ~%s, then sustained load ~%s: 5 read paths x %s)",
+			(total + sustainedEstimate(sOpts)).Round(time.Minute), total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute), *sustainedPhase)
+	} else {
+		log.Printf("bench: about %s (short runs only; -sustained adds ~%s)", total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute))
 	}
 
 	mock := mockinabit.New(mockinabit.Options{})
@@ -77,7 +97,9 @@ func main() {
 	server.Stdout, server.Stderr = logFile, logFile
 	server.Env = withoutVaultEnv()
 	must(server.Start())
-	defer func() { _ = server.Process.Signal(os.Interrupt); _ = server.Wait() }()
+	var stopOnce sync.Once
+	stopServer := func() { stopOnce.Do(func() { _ = server.Process.Signal(os.Interrupt); _ = server.Wait() }) }
+	defer stopServer()
 
 	cfg := api.DefaultConfig()
 	cfg.Address = "http://" + addr
@@ -203,6 +225,20 @@ func main() {
 	fmt.Fprintf(&md, "\n## Plugin process\n\n| | before 100k reads | after 100k reads |\n|---|---|---|\n| RSS | %s | %s |\n| OS threads | %s | %s |\n| peak RSS (VmHWM) | | %s |\n| floor plugin peak RSS, for comparison | | %s |\n\n100k cached reads at concurrency 64 took %s (%d errors). ",
 		rssBefore, rssAfter, threadsBefore, threadsAfter, peak, floorRSS, leakRun.elapsed.Round(time.Millisecond), leakRun.errors)
 	md.WriteString("Goroutines are not visible from outside the process; `TestNoGoroutineLeakOver100kReads` checks them in-process.\n")
+	if *sustained {
+		// The short runs' Vault would revoke its 15-minute leases in the middle of the sustained
+		// phases: stop it first.
+		stopServer()
+		r := runSustained(sOpts)
+		svgPath := *svgOut
+		if svgPath == "" {
+			svgPath = filepath.Join(filepath.Dir(*out), "sustained.svg")
+		}
+		must(os.MkdirAll(filepath.Dir(svgPath), 0o755))
+		must(os.WriteFile(svgPath, []byte(sustainedSVG(r)), 0o644))
+		log.Printf("wrote %s", svgPath)
+		md.WriteString("\n" + sustainedMarkdown(r, filepath.Base(svgPath)))
+	}
 	if *goBench != "" {
 		if raw, err := os.ReadFile(*goBench); err == nil {
 			fmt.Fprintf(&md, "\n## Handler benchmarks (`go test -bench`, in-process, no gRPC)\n\n```\n%s```\n", raw)
