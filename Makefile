@@ -65,13 +65,15 @@ clean:
 # the sustained part (about 6 minutes).
 SUSTAINED       ?= 1
 SUSTAINED_PHASE ?= 150s
+# Extra flags for e2e/cmd/bench, e.g. BENCH_FLAGS=-plugin-env=GOMEMLIMIT=20MiB
+BENCH_FLAGS     ?=
 
 bench: bench-announce build vault
 	go build -o $(BIN_DIR)/floorplugin ./bench/floorplugin
 	go test -run '^$$' -bench . -benchmem -benchtime 2s -count 3 . | tee $(BIN_DIR)/gobench.txt
 	cd e2e && go run ./cmd/bench -vault-bin $(VAULT_BIN) -plugin-bin $(PLUGIN_BIN) \
 		-floor-bin $(BIN_DIR)/floorplugin -go-bench $(BIN_DIR)/gobench.txt -out $(CURDIR)/bench/RESULTS.md \
-		-sustained=$(if $(filter 1,$(SUSTAINED)),true,false) -sustained-phase $(SUSTAINED_PHASE)
+		-sustained=$(if $(filter 1,$(SUSTAINED)),true,false) -sustained-phase $(SUSTAINED_PHASE) $(BENCH_FLAGS)
 
 bench-announce:
 ifeq ($(SUSTAINED),1)

@@ -29,6 +29,7 @@ type sustainedOpts struct {
 	vaultBin, pluginBin, floorBin string
 	phase, window                 time.Duration
 	clients                       int
+	pluginEnv                     []string
 }
 
 const (
@@ -84,7 +85,7 @@ func runSustained(o sustainedOpts) *sustainedRun {
 	c.SetToken("root")
 	waitFor(func() bool { h, err := c.Sys().Health(); return err == nil && !h.Sealed })
 
-	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "inabit", Type: api.PluginTypeSecrets, Command: "vault-plugin-secrets-inabit", SHA256: pluginSHA, Version: "v0.1.0"}))
+	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "inabit", Type: api.PluginTypeSecrets, Command: "vault-plugin-secrets-inabit", SHA256: pluginSHA, Version: "v0.1.0", Env: o.pluginEnv}))
 	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "floor", Type: api.PluginTypeSecrets, Command: "floorplugin", SHA256: floorSHA}))
 	leaseTTL := sustainedLeaseTTL.String()
 	must(c.Sys().Mount("inabit", &api.MountInput{Type: "inabit", Config: api.MountConfigInput{MaxLeaseTTL: leaseTTL, PluginVersion: "v0.1.0"}}))
