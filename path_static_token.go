@@ -55,8 +55,8 @@ var staticTokenResponseFields = map[string]*framework.FieldSchema{
 	fieldAccessToken:    {Type: framework.TypeString, Description: "inabit access token (JWT) for the Authorization: Bearer header."},
 	fieldTokenType:      {Type: framework.TypeString, Description: `Always "Bearer".`},
 	fieldExpiresAt:      {Type: framework.TypeString, Description: "When the access token expires (RFC 3339, UTC)."},
-	fieldTTL:            {Type: framework.TypeDurationSecond, Description: "Whole seconds until this path returns a different token; read again after ttl + 1 seconds."},
-	fieldRotationPeriod: {Type: framework.TypeDurationSecond, Description: "The access token's lifetime in seconds."},
+	fieldTTL:            {Type: framework.TypeInt64, Description: "Whole seconds until this path returns a different token; read again after ttl + 1 seconds."},
+	fieldRotationPeriod: {Type: framework.TypeInt64, Description: "The access token's lifetime in seconds."},
 }
 
 // pathStaticTokenRead shares everything with pathTokenRead but the answer: a plain response, so
