@@ -220,7 +220,7 @@ func main() {
 		rssBefore, rssAfter, threadsBefore, threadsAfter, peak, floorRSS, leakRun.elapsed.Round(time.Millisecond), leakRun.errors)
 	md.WriteString("Goroutines are not visible from outside the process; `TestNoGoroutineLeakOver100kReads` checks them in-process.\n")
 	fmt.Fprintf(&md, "\nPeak RSS (`VmHWM`) by stage, cumulative:\n\n| after | inabit plugin | floor plugin |\n|---|---|---|\n"+
-		"| the short runs above | %s | %s |\n| 1000 concurrent reads (inabit: the cold stampede; floor: %d failed) | %s | %s |\n| 100k cached reads at concurrency 64 | %s | %s |\n",
+		"| the short runs above | %s | %s |\n| 1000 concurrent reads (inabit: the cold stampede; floor: floor/token, %d failed) | %s | %s |\n| 100k cached reads at concurrency 64 | %s | %s |\n",
 		hwmShort, floorHWMShort, floorStampedeErrors, hwmStampede, floorHWMStampede, peak, floorRSS)
 	if *pluginEnv != "" {
 		fmt.Fprintf(&md, "\nThe inabit plugin ran with `%s` in its environment (`-plugin-env`).\n", *pluginEnv)
