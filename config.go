@@ -131,8 +131,11 @@ func (c *inabitConfig) claims() tokenClaims {
 }
 
 // tokenBornAt is when the login token's age starts: its iat, else when Vault stored it.
-func (c *inabitConfig) tokenBornAt() time.Time {
-	if iat := c.claims().IssuedAt; !iat.IsZero() {
+func (c *inabitConfig) tokenBornAt() time.Time { return c.bornAt(c.claims()) }
+
+// bornAt is tokenBornAt for claims the caller already parsed (the token read path memoises them).
+func (c *inabitConfig) bornAt(cl tokenClaims) time.Time {
+	if iat := cl.IssuedAt; !iat.IsZero() {
 		return iat
 	}
 	return c.LoginTokenStoredAt

@@ -32,6 +32,9 @@ const (
 type accessToken struct {
 	token     string
 	expiresAt time.Time
+	// fetchedAt is when the call that minted it started, on Vault's clock: the token's lifetime
+	// is expiresAt - fetchedAt (static-token reports it as rotation_period).
+	fetchedAt time.Time
 }
 
 // newAccessToken dates a token fetched at fetchedAt (taken before the call). With iat and exp its
@@ -48,7 +51,7 @@ func newAccessToken(tok string, fetchedAt time.Time) *accessToken {
 			exp = c.ExpiresAt
 		}
 	}
-	return &accessToken{token: tok, expiresAt: exp}
+	return &accessToken{token: tok, expiresAt: exp, fetchedAt: fetchedAt}
 }
 
 // leaseTTL ends the lease leaseSafetyMargin before the token dies; a token with less than twice
@@ -108,21 +111,9 @@ func secretAccessToken(b *backend) *framework.Secret {
 }
 
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	b.noteMount(req)
-	cfg, err := b.loadConfig(ctx, req.Storage)
-	if err != nil {
-		return nil, err
-	}
-	if cfg == nil {
-		return b.notConfigured(), nil
-	}
-	if cfg.LoginTokenLost {
-		// The token is known dead: say why instead of asking inabit to reject it again.
-		return nil, logical.CodedError(http.StatusBadGateway, cfg.LastRotationError)
-	}
-	at, err := b.accessTokenFor(ctx, cfg)
-	if err != nil {
-		return nil, tokenReadError(err, b.configPath())
+	cfg, at, errResp, err := b.sharedAccessToken(ctx, req)
+	if errResp != nil || err != nil {
+		return errResp, err
 	}
 
 	now := b.now()
@@ -136,10 +127,37 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	ttl := at.leaseTTL(now)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
+	b.addLoginTokenWarnings(resp, cfg, now)
+	return resp, nil
+}
+
+// sharedAccessToken is everything token and static-token share, so that both hand out the same
+// cached access token and fail the same way: the config, the LOST short-cut, the shared cache and
+// its single upstream call, and the errors. errResp is the not-configured answer.
+func (b *backend) sharedAccessToken(ctx context.Context, req *logical.Request) (cfg *inabitConfig, at *accessToken, errResp *logical.Response, err error) {
+	b.noteMount(req)
+	cfg, err = b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if cfg == nil {
+		return nil, nil, b.notConfigured(), nil
+	}
+	if cfg.LoginTokenLost {
+		// The token is known dead: say why instead of asking inabit to reject it again.
+		return nil, nil, nil, logical.CodedError(http.StatusBadGateway, cfg.LastRotationError)
+	}
+	at, err = b.accessTokenFor(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, tokenReadError(err, b.configPath())
+	}
+	return cfg, at, nil, nil
+}
+
+func (b *backend) addLoginTokenWarnings(resp *logical.Response, cfg *inabitConfig, now time.Time) {
 	for _, w := range loginTokenWarnings(cfg, b.loginClaims(cfg), now, b.mountOrDefault()) {
 		resp.AddWarning(w)
 	}
-	return resp, nil
 }
 
 // loginTokenWarnings tell every reader, not only whoever reads config, that the mount is headed
@@ -150,7 +168,7 @@ func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time, mo
 		warnings = append(warnings, fmt.Sprintf("the inabit login token is in danger: rotation is failing (%d failures): %s. Read %sconfig for status.",
 			cfg.RotationFailures, cfg.LastRotationError, mount))
 	}
-	if w := cfg.scheduleWarning(now, mount); w != "" {
+	if w := cfg.scheduleWarning(claims, now, mount); w != "" {
 		warnings = append(warnings, w)
 	}
 	if exp := claims.ExpiresAt; !exp.IsZero() && exp.Sub(now) < loginTokenDangerWindow {

@@ -1,6 +1,8 @@
 // Command floorplugin is the benchmark's floor: an external secrets plugin whose read returns a
 // constant token as a 15-minute lease. It pays exactly what every token plugin pays (the gRPC
 // hop and the lease) and nothing else, so the inabit plugin's own cost is the difference.
+// Its static-token path is the lease-free floor: the same constant data, plus the ttl and
+// rotation_period integers inabit/static-token carries, as a plain response with no lease.
 package main
 
 import (
@@ -42,6 +44,16 @@ func factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	}
 	b.Secrets = []*framework.Secret{secret}
 	b.Paths = []*framework.Path{{
+		Pattern: "static-token",
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{Callback: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+				return &logical.Response{Data: map[string]interface{}{
+					"access_token": floorToken, "token_type": "Bearer", "expires_at": "2100-01-01T00:00:00Z",
+					"ttl": int64(300), "rotation_period": int64(900),
+				}}, nil
+			}},
+		},
+	}, {
 		Pattern: "token",
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{Callback: func(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {

@@ -1,6 +1,7 @@
 // Command bench measures the inabit plugin inside a real Vault, side by side with what Vault
 // itself costs: a floor plugin (gRPC hop + lease, nothing else), a KV v2 read and sys/health.
-// It prints a Markdown report and writes it to -out. Run it with `make bench`.
+// With -sustained it then loads each read path for several lease lifetimes on a fresh Vault
+// (sustained.go). It prints a Markdown report and writes it to -out. Run it with `make bench`.
 package main
 
 import (
@@ -49,11 +50,31 @@ func main() {
 	out := flag.String("out", "bench/RESULTS.md", "where to write the report")
 	duration := flag.Duration("duration", 3*time.Second, "length of one measured run")
 	reps := flag.Int("reps", 3, "interleaved repetitions of every scenario")
+	sustained := flag.Bool("sustained", false, "then measure sustained load on a fresh Vault (sustained.go)")
+	sustainedPhase := flag.Duration("sustained-phase", 150*time.Second, "sustained load per read path; at least 3 lease lifetimes (3 x 45s)")
+	sustainedWindow := flag.Duration("sustained-window", 10*time.Second, "sustained load measuring window")
+	sustainedClients := flag.Int("sustained-clients", 16, "sustained load concurrent clients")
+	svgOut := flag.String("svg", "", "where to write the sustained-load plot (default: sustained.svg beside -out)")
+	pluginEnv := flag.String("plugin-env", "", "comma-separated KEY=VALUE for the inabit plugin's environment, e.g. GOMEMLIMIT=20MiB, to try memory settings")
 	flag.Parse()
 	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin} {
 		if v == "" {
 			log.Fatalf("%s is required", name)
 		}
+	}
+	sOpts := sustainedOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin,
+		phase: *sustainedPhase, window: *sustainedWindow, clients: *sustainedClients, pluginEnv: envList(*pluginEnv)}
+	// Short runs: every scenario at every concurrency and repetition, the warm-ups, and ~75 s of
+	// 100k reads plus the stampede.
+	total := time.Duration(3*(*reps)*5)*(*duration) + 5*500*time.Millisecond + 90*time.Second
+	if *sustained {
+		if *sustainedPhase < 3*sustainedLeaseTTL {
+			log.Printf("warning: -sustained-phase %s is shorter than 3 lease lifetimes (%s)", *sustainedPhase, 3*sustainedLeaseTTL)
+		}
+		log.Printf("bench: about %s in all (short runs ~%s, then sustained load ~%s: 5 read paths x %s)",
+			(total + sustainedEstimate(sOpts)).Round(time.Minute), total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute), *sustainedPhase)
+	} else {
+		log.Printf("bench: about %s (short runs only; -sustained adds ~%s)", total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute))
 	}
 
 	mock := mockinabit.New(mockinabit.Options{})
@@ -77,7 +98,9 @@ func main() {
 	server.Stdout, server.Stderr = logFile, logFile
 	server.Env = withoutVaultEnv()
 	must(server.Start())
-	defer func() { _ = server.Process.Signal(os.Interrupt); _ = server.Wait() }()
+	var stopOnce sync.Once
+	stopServer := func() { stopOnce.Do(func() { _ = server.Process.Signal(os.Interrupt); _ = server.Wait() }) }
+	defer stopServer()
 
 	cfg := api.DefaultConfig()
 	cfg.Address = "http://" + addr
@@ -86,7 +109,7 @@ func main() {
 	c.SetToken("root")
 	waitFor(func() bool { h, err := c.Sys().Health(); return err == nil && !h.Sealed })
 
-	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "inabit", Type: api.PluginTypeSecrets, Command: "vault-plugin-secrets-inabit", SHA256: pluginSHA, Version: "v0.1.0"}))
+	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "inabit", Type: api.PluginTypeSecrets, Command: "vault-plugin-secrets-inabit", SHA256: pluginSHA, Version: "v0.1.0", Env: envList(*pluginEnv)}))
 	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "floor", Type: api.PluginTypeSecrets, Command: "floorplugin", SHA256: floorSHA}))
 	mount := func(path, typ, version string) {
 		must(c.Sys().Mount(path, &api.MountInput{Type: typ, Config: api.MountConfigInput{MaxLeaseTTL: "15m", PluginVersion: version}}))
@@ -138,34 +161,27 @@ func main() {
 		}
 	}
 
-	// Cold stampede: 1000 concurrent first reads of a mount whose cache is empty.
+	// Peak RSS by stage, to see which one sets each plugin's peak.
+	pid := pluginPID(filepath.Join(pluginDir, "vault-plugin-secrets-inabit"))
+	floorPID := pluginPID(filepath.Join(pluginDir, "floorplugin"))
+	hwmShort, floorHWMShort := procField(pid, "VmHWM"), procField(floorPID, "VmHWM")
+
+	// Cold stampede: 1000 concurrent first reads of a mount whose cache is empty. The floor gets
+	// 1000 concurrent reads too, so that both peaks have seen the same burst of gRPC streams.
 	before := mock.Calls(mockinabit.OpAccessToken)
-	var wg sync.WaitGroup
-	var stampedeErrors atomic.Int64
-	start := make(chan struct{})
-	for i := 0; i < 1000; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			if err := get(httpClient, base+"inabit-stampede/token"); err != nil {
-				stampedeErrors.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	stampedeErrors := stampede(httpClient, base+"inabit-stampede/token", 1000)
 	stampedeCalls := mock.Calls(mockinabit.OpAccessToken) - before
+	floorStampedeErrors := stampede(httpClient, base+"floor/token", 1000)
+	hwmStampede, floorHWMStampede := procField(pid, "VmHWM"), procField(floorPID, "VmHWM")
 
 	// Plugin process memory and threads around 100k cached reads.
-	pid := pluginPID(filepath.Join(pluginDir, "vault-plugin-secrets-inabit"))
 	rssBefore, threadsBefore := procStatus(pid)
 	leakRun := runCount(httpClient, base+"inabit/token", 64, 100_000)
 	runtime.GC()
 	time.Sleep(time.Second)
 	rssAfter, threadsAfter := procStatus(pid)
 	peak := procField(pid, "VmHWM")
-	floorRSS := procField(pluginPID(filepath.Join(pluginDir, "floorplugin")), "VmHWM")
+	floorRSS := procField(floorPID, "VmHWM")
 
 	var md strings.Builder
 	host, _ := os.Hostname()
@@ -198,11 +214,31 @@ func main() {
 		kv := median(results[scenarios[2].name][conc])
 		fmt.Fprintf(&md, "| %d | %.2f× | %.2f× | %.2f× | %.2f× |\n", conc, cached.rps/floor.rps, float64(cached.p99)/float64(floor.p99), cached.rps/kv.rps, floor.rps/kv.rps)
 	}
-	fmt.Fprintf(&md, "\n## Gentleness on inabit\n\n- Cold stampede: 1000 concurrent first reads of an empty cache made **%d** upstream call(s) (%d failed reads).\n", stampedeCalls, stampedeErrors.Load())
+	fmt.Fprintf(&md, "\n## Gentleness on inabit\n\n- Cold stampede: 1000 concurrent first reads of an empty cache made **%d** upstream call(s) (%d failed reads).\n", stampedeCalls, stampedeErrors)
 	md.WriteString("- Warm cache: upstream calls per scenario are in the table above (one per access-token lifetime).\n")
 	fmt.Fprintf(&md, "\n## Plugin process\n\n| | before 100k reads | after 100k reads |\n|---|---|---|\n| RSS | %s | %s |\n| OS threads | %s | %s |\n| peak RSS (VmHWM) | | %s |\n| floor plugin peak RSS, for comparison | | %s |\n\n100k cached reads at concurrency 64 took %s (%d errors). ",
 		rssBefore, rssAfter, threadsBefore, threadsAfter, peak, floorRSS, leakRun.elapsed.Round(time.Millisecond), leakRun.errors)
 	md.WriteString("Goroutines are not visible from outside the process; `TestNoGoroutineLeakOver100kReads` checks them in-process.\n")
+	fmt.Fprintf(&md, "\nPeak RSS (`VmHWM`) by stage, cumulative:\n\n| after | inabit plugin | floor plugin |\n|---|---|---|\n"+
+		"| the short runs above | %s | %s |\n| 1000 concurrent reads (inabit: the cold stampede; floor: floor/token, %d failed) | %s | %s |\n| 100k cached reads at concurrency 64 | %s | %s |\n",
+		hwmShort, floorHWMShort, floorStampedeErrors, hwmStampede, floorHWMStampede, peak, floorRSS)
+	if *pluginEnv != "" {
+		fmt.Fprintf(&md, "\nThe inabit plugin ran with `%s` in its environment (`-plugin-env`).\n", *pluginEnv)
+	}
+	if *sustained {
+		// The short runs' Vault would revoke its 15-minute leases in the middle of the sustained
+		// phases: stop it first.
+		stopServer()
+		r := runSustained(sOpts)
+		svgPath := *svgOut
+		if svgPath == "" {
+			svgPath = filepath.Join(filepath.Dir(*out), "sustained.svg")
+		}
+		must(os.MkdirAll(filepath.Dir(svgPath), 0o755))
+		must(os.WriteFile(svgPath, []byte(sustainedSVG(r)), 0o644))
+		log.Printf("wrote %s", svgPath)
+		md.WriteString("\n" + sustainedMarkdown(r, filepath.Base(svgPath)))
+	}
 	if *goBench != "" {
 		if raw, err := os.ReadFile(*goBench); err == nil {
 			fmt.Fprintf(&md, "\n## Handler benchmarks (`go test -bench`, in-process, no gRPC)\n\n```\n%s```\n", raw)
@@ -250,6 +286,34 @@ func run(c *http.Client, url string, conc int, d time.Duration) sample {
 		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
 	}
 	return sample{rps: float64(len(lat)) / elapsed.Seconds(), p50: pct(0.50), p95: pct(0.95), p99: pct(0.99), errors: errs, ops: len(lat)}
+}
+
+// stampede sends n reads of url at once and counts the failures.
+func stampede(c *http.Client, url string, n int) int64 {
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := get(c, url); err != nil {
+				errs.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs.Load()
+}
+
+// envList splits -plugin-env.
+func envList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 type countRun struct {

@@ -1,0 +1,454 @@
+package inabit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+)
+
+// frozenClock stands still until a test moves it, so that ttl arithmetic can be checked to the
+// second; the plugin and the mock share it.
+type frozenClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *frozenClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *frozenClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// newFrozenEnv is newTestEnv on a frozen clock, configured with access_token_min_ttl = minTTL.
+func newFrozenEnv(t *testing.T, accessTTL time.Duration, minTTL string) (*testEnv, *frozenClock) {
+	t.Helper()
+	clock := &frozenClock{t: time.Now().Truncate(time.Second)}
+	env := newTestEnv(t, mockinabit.Options{AccessTokenTTL: accessTTL, Now: clock.now})
+	env.b.now = clock.now
+	env.configure(t, map[string]interface{}{"verify_connection": false, "access_token_min_ttl": minTTL})
+	return env, clock
+}
+
+func (e *testEnv) readStatic(t testing.TB) *logical.Response {
+	t.Helper()
+	resp, err := e.request(logical.ReadOperation, "static-token", nil)
+	if err != nil || resp.IsError() {
+		t.Fatalf("static-token read: resp=%#v err=%v", resp, err)
+	}
+	return resp
+}
+
+// staticTTL reads ttl as the int64 the path promises.
+func staticTTLOf(t testing.TB, resp *logical.Response) time.Duration {
+	t.Helper()
+	ttl, ok := resp.Data["ttl"].(int64)
+	if !ok {
+		t.Fatalf("ttl is %T (%v), want int64", resp.Data["ttl"], resp.Data["ttl"])
+	}
+	return time.Duration(ttl) * time.Second
+}
+
+func TestStaticTokenReadHasNoLease(t *testing.T) {
+	env, clock := newFrozenEnv(t, 15*time.Minute, "10m")
+	resp := env.readStatic(t)
+
+	if resp.Secret != nil {
+		t.Fatalf("static-token returned a lease: %#v", resp.Secret)
+	}
+	tok, _ := resp.Data["access_token"].(string)
+	if !env.mock.AccessTokenValid(tok) {
+		t.Fatal("access_token is not a valid mock access token")
+	}
+	if resp.Data["token_type"] != "Bearer" {
+		t.Fatalf("token_type = %v", resp.Data["token_type"])
+	}
+	claims, _ := parseClaims(tok)
+	if resp.Data["expires_at"] != claims.ExpiresAt.Format(time.RFC3339) {
+		t.Fatalf("expires_at = %v, want %v", resp.Data["expires_at"], claims.ExpiresAt)
+	}
+	if !claims.ExpiresAt.Equal(clock.now().Add(15 * time.Minute)) {
+		t.Fatalf("test setup: token expires at %s, want now+15m", claims.ExpiresAt)
+	}
+	// 15 min token, 10 min min TTL: served for 5 more minutes.
+	if ttl := staticTTLOf(t, resp); ttl != 5*time.Minute {
+		t.Fatalf("ttl = %s, want 5m0s", ttl)
+	}
+	if rp, ok := resp.Data["rotation_period"].(int64); !ok || rp != 900 {
+		t.Fatalf("rotation_period = %T %v, want int64 900", resp.Data["rotation_period"], resp.Data["rotation_period"])
+	}
+	if len(resp.Data) != 5 {
+		t.Fatalf("data has %d fields, want 5: %v", len(resp.Data), resp.Data)
+	}
+	if len(resp.Warnings) != 0 {
+		t.Fatalf("healthy read carried warnings: %v", resp.Warnings)
+	}
+
+	// What Vault Agent sees after the JSON hops: consul-template asserts json.Number and Int64().
+	raw, err := json.Marshal(resp.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var data map[string]interface{}
+	if err := dec.Decode(&data); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"ttl", "rotation_period"} {
+		n, ok := data[k].(json.Number)
+		if !ok {
+			t.Fatalf("%s decodes as %T, want json.Number", k, data[k])
+		}
+		if _, err := n.Int64(); err != nil {
+			t.Fatalf("%s = %s is not an integer: %v", k, n, err)
+		}
+	}
+}
+
+func TestStaticTTL(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	cases := []struct {
+		name              string
+		life, age, minTTL time.Duration
+		want              time.Duration
+	}{
+		{"fresh 15m token, 10m min", 15 * time.Minute, 0, 10 * time.Minute, 5 * time.Minute},
+		{"fetch took 300ms: round down", 15 * time.Minute, 300 * time.Millisecond, 10 * time.Minute, 4*time.Minute + 59*time.Second},
+		{"cached 4m", 15 * time.Minute, 4 * time.Minute, 10 * time.Minute, time.Minute},
+		{"last served instant", 15 * time.Minute, 5 * time.Minute, 10 * time.Minute, time.Second},
+		{"under a second left in the cache", 15 * time.Minute, 5*time.Minute - 400*time.Millisecond, 10 * time.Minute, time.Second},
+		{"life one second over min", 601 * time.Second, 0, 10 * time.Minute, time.Second},
+		{"life = min (mint per read): half", 15 * time.Minute, 0, 15 * time.Minute, 450 * time.Second},
+		{"life = min, fetch took 300ms: half, same branch", 15 * time.Minute, 300 * time.Millisecond, 15 * time.Minute, 449 * time.Second},
+		{"life shorter than min: half", 3 * time.Minute, 0, 5 * time.Minute, 90 * time.Second},
+		{"almost dead never zero", 3 * time.Second, 2500 * time.Millisecond, 2 * time.Minute, time.Second},
+		{"expired never zero", 3 * time.Minute, 4 * time.Minute, 2 * time.Minute, time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fetched := now.Add(-tc.age)
+			a := &accessToken{fetchedAt: fetched, expiresAt: fetched.Add(tc.life)}
+			if got := a.staticTTL(now, tc.minTTL); got != tc.want {
+				t.Fatalf("staticTTL = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// A reader that comes back ttl seconds later still gets the same token; one that comes back
+// ttl + 1 seconds later (what Agent does) gets a fresh one with at least access_token_min_ttl
+// left, while the one it held is still valid. Over several token lifetimes.
+func TestStaticTokenTTLPlusOne(t *testing.T) {
+	env, clock := newFrozenEnv(t, 15*time.Minute, "10m")
+	const minTTL = 10 * time.Minute
+
+	resp := env.readStatic(t)
+	for cycle := 1; cycle <= 4; cycle++ {
+		held := resp.Data["access_token"].(string)
+		ttl := staticTTLOf(t, resp)
+
+		clock.advance(ttl)
+		same := env.readStatic(t)
+		if same.Data["access_token"] != held {
+			t.Fatalf("cycle %d: a different token after exactly ttl (%s); ttl was too long", cycle, ttl)
+		}
+		if got := staticTTLOf(t, same); got != time.Second {
+			t.Fatalf("cycle %d: at the last instant the token is served, ttl = %s, want 1s", cycle, got)
+		}
+
+		clock.advance(time.Second)
+		if !env.mock.AccessTokenValid(held) {
+			t.Fatalf("cycle %d: the held token expired before the reader came back", cycle)
+		}
+		resp = env.readStatic(t)
+		fresh := resp.Data["access_token"].(string)
+		if fresh == held {
+			t.Fatalf("cycle %d: the same token at ttl+1 (%s): the reader would not see the new one until much later", cycle, ttl+time.Second)
+		}
+		exp, err := time.Parse(time.RFC3339, resp.Data["expires_at"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left := exp.Sub(clock.now()); left < minTTL {
+			t.Fatalf("cycle %d: fresh token has %s left, want at least %s", cycle, left, minTTL)
+		}
+		if got, want := env.mock.Calls(mockinabit.OpAccessToken), cycle+1; got != want {
+			t.Fatalf("cycle %d: %d upstream calls, want %d (one per token)", cycle, got, want)
+		}
+	}
+}
+
+// Tokens that live no longer than access_token_min_ttl are never cached: each read mints one, and
+// ttl is half of what is left, so a reader re-reads long before its token dies.
+func TestStaticTokenShortLivedTokens(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		accessTTL time.Duration
+		minTTL    string
+		wantTTL   time.Duration
+	}{
+		{"life shorter than min", 3 * time.Minute, "5m", 90 * time.Second},
+		{"life equal to min", 15 * time.Minute, "15m", 450 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, clock := newFrozenEnv(t, tc.accessTTL, tc.minTTL)
+			resp := env.readStatic(t)
+			for i := 0; i < 3; i++ {
+				ttl := staticTTLOf(t, resp)
+				if ttl != tc.wantTTL {
+					t.Fatalf("ttl = %s, want %s", ttl, tc.wantTTL)
+				}
+				if rp := resp.Data["rotation_period"].(int64); rp != int64(tc.accessTTL/time.Second) {
+					t.Fatalf("rotation_period = %d, want %d", rp, int64(tc.accessTTL/time.Second))
+				}
+				held := resp.Data["access_token"].(string)
+				clock.advance(ttl + time.Second)
+				if !env.mock.AccessTokenValid(held) {
+					t.Fatal("the held token expired before the reader came back at ttl+1")
+				}
+				resp = env.readStatic(t)
+				if resp.Data["access_token"] == held {
+					t.Fatal("an uncacheable token was handed out twice")
+				}
+			}
+		})
+	}
+	// On a moving clock the answer must not depend on how long the fetch took.
+	env := newTestEnv(t, mockinabit.Options{AccessTokenTTL: 15 * time.Minute})
+	env.configure(t, map[string]interface{}{"verify_connection": false, "access_token_min_ttl": "15m"})
+	for i := 0; i < 5; i++ {
+		if ttl := staticTTLOf(t, env.readStatic(t)); ttl < 448*time.Second || ttl > 450*time.Second {
+			t.Fatalf("min_ttl = lifetime on the real clock: ttl = %s, want about 450s", ttl)
+		}
+	}
+}
+
+// token and static-token are two views of one cache.
+func TestStaticTokenSharesCacheWithToken(t *testing.T) {
+	for _, order := range [][]string{{"token", "static-token"}, {"static-token", "token"}} {
+		t.Run(strings.Join(order, " then "), func(t *testing.T) {
+			env := newTestEnv(t, mockinabit.Options{})
+			env.configure(t, map[string]interface{}{"verify_connection": false})
+			var tokens []interface{}
+			for i := 0; i < 3; i++ {
+				for _, path := range order {
+					resp, err := env.requestOK(logical.ReadOperation, path, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					tokens = append(tokens, resp.Data["access_token"])
+				}
+			}
+			for _, tok := range tokens {
+				if tok != tokens[0] {
+					t.Fatal("token and static-token returned different access tokens from one cache")
+				}
+			}
+			if got := env.mock.Calls(mockinabit.OpAccessToken); got != 1 {
+				t.Fatalf("%d upstream calls, want 1", got)
+			}
+		})
+	}
+}
+
+func TestConcurrentStaticReadsShareOneUpstreamCall(t *testing.T) {
+	for _, mixed := range []bool{false, true} {
+		name := "static-token only"
+		if mixed {
+			name = "static-token and token mixed"
+		}
+		t.Run(name, func(t *testing.T) {
+			env := newTestEnv(t, mockinabit.Options{})
+			env.configure(t, map[string]interface{}{"verify_connection": false})
+			env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 300 * time.Millisecond, Times: 1})
+
+			const readers = 1000
+			var wg sync.WaitGroup
+			tokens := make([]string, readers)
+			errs := make([]error, readers)
+			start := make(chan struct{})
+			for i := 0; i < readers; i++ {
+				path := "static-token"
+				if mixed && i%2 == 1 {
+					path = "token"
+				}
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					<-start
+					resp, err := env.requestOK(logical.ReadOperation, path, nil)
+					errs[i] = err
+					if resp != nil && resp.Data != nil {
+						tokens[i], _ = resp.Data["access_token"].(string)
+					}
+				}(i)
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("reader %d failed: %v", i, err)
+				}
+				if tokens[i] != tokens[0] {
+					t.Fatalf("reader %d got a different token", i)
+				}
+			}
+			if got := env.mock.Calls(mockinabit.OpAccessToken); got != 1 {
+				t.Fatalf("%d concurrent readers made %d upstream calls, want 1", readers, got)
+			}
+		})
+	}
+}
+
+// errorOf is what a reader of path sees when it fails: the coded error, or the error response.
+func errorOf(t *testing.T, env *testEnv, ctx context.Context, path string) (int, string) {
+	t.Helper()
+	resp, err := env.b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: path, Storage: env.storage})
+	switch {
+	case err != nil:
+		if coded, ok := err.(logical.HTTPCodedError); ok {
+			return coded.Code(), coded.Error()
+		}
+		return 500, err.Error()
+	case resp.IsError():
+		return http.StatusBadRequest, resp.Error().Error()
+	default:
+		t.Fatalf("%s read succeeded, want a failure", path)
+		return 0, ""
+	}
+}
+
+func TestStaticTokenErrorsAreToken(t *testing.T) {
+	faults := []struct {
+		name  string
+		fault mockinabit.Fault
+	}{
+		{"401 page", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, ContentType: "text/html", Body: "<html><title>Unauthorized</title></html>"}},
+		{"401 from the API", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, ContentType: "application/json", Body: `{"message":"expired"}`}},
+		{"graphql unauthenticated", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "jwt expired"}},
+		{"graphql generic", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "INTERNAL", Message: "boom"}},
+		{"403", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, Body: "<html><title>Forbidden</title></html>"}},
+		{"500", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 500, Body: "oops"}},
+		{"429 long retry-after", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "120"}},
+		{"garbage", mockinabit.Fault{Kind: mockinabit.FaultGarbage}},
+	}
+	for _, tc := range faults {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t, mockinabit.Options{})
+			env.configure(t, map[string]interface{}{"verify_connection": false, "request_timeout": 1})
+			env.mock.InjectFault(mockinabit.OpAccessToken, tc.fault)
+			code, msg := errorOf(t, env, context.Background(), "token")
+			sCode, sMsg := errorOf(t, env, context.Background(), "static-token")
+			if code != sCode || msg != sMsg {
+				t.Fatalf("token: %d %q\nstatic-token: %d %q", code, msg, sCode, sMsg)
+			}
+			env.mock.ClearFaults()
+			env.readStatic(t)
+		})
+	}
+	t.Run("not configured", func(t *testing.T) {
+		env := newTestEnv(t, mockinabit.Options{})
+		code, msg := errorOf(t, env, context.Background(), "token")
+		sCode, sMsg := errorOf(t, env, context.Background(), "static-token")
+		if code != sCode || msg != sMsg || !strings.Contains(msg, "write the API user's login token") {
+			t.Fatalf("token: %d %q\nstatic-token: %d %q", code, msg, sCode, sMsg)
+		}
+	})
+	t.Run("reader hangs up", func(t *testing.T) {
+		env := newTestEnv(t, mockinabit.Options{})
+		env.configure(t, map[string]interface{}{"verify_connection": false})
+		env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 300 * time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		code, msg := errorOf(t, env, ctx, "token")
+		sCode, sMsg := errorOf(t, env, ctx, "static-token")
+		if code != sCode || msg != sMsg || code != http.StatusServiceUnavailable {
+			t.Fatalf("token: %d %q\nstatic-token: %d %q", code, msg, sCode, sMsg)
+		}
+		env.mock.ClearFaults()
+		env.mock.WaitIdle(5 * time.Second)
+	})
+	t.Run("login token lost", func(t *testing.T) {
+		env := newTestEnv(t, mockinabit.Options{})
+		env.configure(t, nil)
+		env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDropAfterApply, Times: 1})
+		if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil {
+			t.Fatal("test setup: the rotation should not have finished")
+		}
+		env.mock.WaitIdle(5 * time.Second)
+		env.clock.advance(11 * time.Minute)
+		env.tick(t)
+		if lost, _ := env.readConfig(t)["login_token_lost"].(bool); !lost {
+			t.Fatal("test setup: the login token should be LOST")
+		}
+		env.mock.ResetCalls()
+		code, msg := errorOf(t, env, context.Background(), "token")
+		sCode, sMsg := errorOf(t, env, context.Background(), "static-token")
+		if code != sCode || msg != sMsg || !strings.Contains(msg, "LOGIN TOKEN LOST") {
+			t.Fatalf("token: %d %q\nstatic-token: %d %q", code, msg, sCode, sMsg)
+		}
+		if got := env.mock.Calls(mockinabit.OpAccessToken); got != 0 {
+			t.Fatalf("a read of a LOST mount called inabit %d times", got)
+		}
+	})
+}
+
+func TestStaticTokenWarningsAreToken(t *testing.T) {
+	t.Run("expires within 72h", func(t *testing.T) {
+		env := newTestEnv(t, mockinabit.Options{LoginTokenTTL: 48 * time.Hour})
+		env.configure(t, map[string]interface{}{"rotation_period": "24h"})
+		tw, sw := env.readToken(t).Warnings, env.readStatic(t).Warnings
+		if len(sw) != 1 || strings.Join(tw, "\n") != strings.Join(sw, "\n") {
+			t.Fatalf("token warnings %q, static-token warnings %q", tw, sw)
+		}
+	})
+	t.Run("rotation failing", func(t *testing.T) {
+		env := newTestEnv(t, mockinabit.Options{})
+		env.configure(t, nil)
+		env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Times: 1})
+		if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil {
+			t.Fatal("rotation against a 503 reported success")
+		}
+		tw, sw := env.readToken(t).Warnings, env.readStatic(t).Warnings
+		if len(sw) != 1 || !strings.Contains(sw[0], "rotation is failing") || strings.Join(tw, "\n") != strings.Join(sw, "\n") {
+			t.Fatalf("token warnings %q, static-token warnings %q", tw, sw)
+		}
+	})
+}
+
+// BenchmarkStaticTokenReadCached is static-token's hot path, next to BenchmarkTokenReadCached.
+func BenchmarkStaticTokenReadCached(b *testing.B) {
+	env := newTestEnv(b, mockinabit.Options{})
+	env.configure(b, map[string]interface{}{"verify_connection": false})
+	env.readStatic(b)
+	req := &logical.Request{Operation: logical.ReadOperation, Path: "static-token", Storage: env.storage}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := env.b.HandleRequest(ctx, req); err != nil {
+				b.Error(err)
+			}
+		}
+	})
+	b.StopTimer()
+	if got := env.mock.Calls(mockinabit.OpAccessToken); got != 1 {
+		b.Fatalf("cached reads made %d upstream calls, want 1", got)
+	}
+}
