@@ -44,8 +44,9 @@ var storedConfigFixtures = map[string]struct {
 				"retry after 30s); the login token is unchanged and still valid; retrying later",
 			"rotation_failures": 2,
 		},
-		// The backoff after two failures survives the upgrade: 2m after the last one.
-		nextAt: "2026-11-30T10:02:00Z",
+		// The failures survive the upgrade; their backoff (10:02) is long over and a retry never
+		// comes before the rotation is due, so the schedule follows the token: iat + 2h.
+		nextFromIssued: 2 * time.Hour,
 	},
 	// What v0.1.0's first config write with default settings stored: zero status times.
 	"config-v0.1.0-first-write.json": {
@@ -108,6 +109,9 @@ func TestStoredConfigFromEveryReleaseLoads(t *testing.T) {
 				// Fields the release did not have come back with their defaults.
 				"refresh_grace_period": int64(defaultRefreshGracePeriod.Seconds()),
 				"login_token_lost":     false,
+				"rotation_schedule":    "",
+				"rotation_window":      int64(0),
+				"next_rotation_reason": reasonPeriod,
 			}
 			for k, v := range fx.want {
 				want[k] = v
