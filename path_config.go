@@ -69,7 +69,8 @@ func pathConfig(b *backend) *framework.Path {
 			fieldAccessTokenMinTTL: {
 				Type: framework.TypeDurationSecond,
 				Description: "Hand out a cached access token only while at least this much of its life remains. " +
-					"Set it to the access token lifetime to mint a fresh token on every read. At least 2m.",
+					"Set it to the access token lifetime to fetch a new token for every read (reads that arrive " +
+					"while a fetch is in flight share it). At least 2m.",
 				Default:      int(defaultAccessTokenMinTTL.Seconds()),
 				DisplayAttrs: &framework.DisplayAttributes{Name: "Access token minimum TTL"},
 			},

@@ -2,8 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"os/exec"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -113,14 +114,22 @@ func TestFaultMatrix(t *testing.T) {
 	t.Logf("fault matrix:\n| query | fault | API answer | last_rotation_error | token survived | next healthy call |\n|---|---|---|---|---|---|\n%s", strings.Join(table, "\n"))
 }
 
-// pluginPIDs finds the plugin processes Vault started from pluginDir.
+// pluginPIDs finds the plugin processes Vault started from binary, by their command lines in
+// /proc (no pgrep needed).
 func pluginPIDs(t *testing.T, binary string) []int {
 	t.Helper()
-	out, _ := exec.Command("pgrep", "-f", binary).Output()
+	dirs, _ := os.ReadDir("/proc")
 	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		var pid int
-		if _, err := fmt.Sscan(f, &pid); err == nil {
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if strings.Contains(string(cmdline), binary) { // as pgrep -f matched
 			pids = append(pids, pid)
 		}
 	}
@@ -143,9 +152,6 @@ func killPlugin(t *testing.T, e *env) {
 // rotation protocol that a real process can be stopped at from outside, then checks that the
 // next ticks leave the mount healthy or say exactly what happened.
 func TestCrashPoints(t *testing.T) {
-	if _, err := exec.LookPath("pgrep"); err != nil {
-		t.Fatal("pgrep is needed to find the plugin process (Debian package procps)")
-	}
 	cases := []struct {
 		name     string
 		cores    int
