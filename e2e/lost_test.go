@@ -126,7 +126,7 @@ func TestLateRefreshReportedLostAndSticky(t *testing.T) {
 func TestWAFPageIsNotADeadToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 1, mockinabit.Options{})
-	e.configure(map[string]interface{}{"refresh_grace_period": 30})
+	e.configure(map[string]interface{}{"refresh_grace_period": 30, "request_timeout": 5})
 	waf := mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, ContentType: "text/html", Body: "<html><title>403 Forbidden</title></html>"}
 	e.mock.InjectFault(mockinabit.OpRefresh, waf)
 	e.mock.InjectFault(mockinabit.OpAccessToken, waf)
@@ -134,7 +134,8 @@ func TestWAFPageIsNotADeadToken(t *testing.T) {
 	if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); statusOf(err) != 503 {
 		t.Fatalf("rotate-root behind a WAF page: %v", err)
 	}
-	eventually(t, 60*time.Second, "the settle attempt after the grace period", func() bool {
+	// Settled 5s + 2s + 30s after the refresh started.
+	eventually(t, 120*time.Second, "the settle attempt after the grace period", func() bool {
 		return strings.Contains(e.lastRotationError(), "cannot be asked")
 	})
 	if strings.Contains(e.lastRotationError(), "LOST") || e.readConfig()["login_token_lost"] != false {
