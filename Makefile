@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make dev` and `make test`.
 SHELL          := /bin/bash
 PLUGIN_NAME    := vault-plugin-secrets-inabit
-PLUGIN_VERSION ?= v0.1.0
+PLUGIN_VERSION ?= v0.2.0
 VAULT_VERSION  ?= v1.21.0
 BIN_DIR        := $(CURDIR)/bin
 PLUGIN_BIN     := $(BIN_DIR)/$(PLUGIN_NAME)
@@ -23,7 +23,6 @@ test: check-tree fmt-check vet unit release-check e2e
 
 unit:
 	go test -race -count=1 ./...
-	cd mockinabit && go test -race -count=1 ./...
 
 e2e: build vault
 	cd e2e && go test -count=1 -timeout 45m -v ./...
@@ -52,10 +51,9 @@ check-tree:
 vet:
 	go vet ./...
 	go vet -tags inabit_crashpoints .
-	cd mockinabit && go vet ./...
 
 mock:
-	cd mockinabit && go run ./cmd/mock-inabit $(MOCK_ARGS)
+	go run ./internal/cmd/mock-inabit $(MOCK_ARGS)
 
 dev: build vault
 	./scripts/dev.sh

@@ -17,7 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
 // advTransport forwards every call to the real (mock) inabit over the network and lets a test

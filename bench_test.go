@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
 // BenchmarkTokenReadCached is the hot path: a token read served from the shared cache.

@@ -12,7 +12,7 @@ require (
 	golang.org/x/sync v0.25.0
 )
 
-require github.com/graph-gophers/graphql-go v1.11.0 // indirect
+require github.com/graph-gophers/graphql-go v1.11.0
 
 require (
 	cloud.google.com/go/auth v0.18.2 // indirect
@@ -68,7 +68,6 @@ require (
 	github.com/hashicorp/golang-lru v1.0.2 // indirect
 	github.com/hashicorp/hcl v1.0.1-vault-7 // indirect
 	github.com/hashicorp/yamux v0.1.2 // indirect
-	github.com/inabit/vault-plugin-secrets-inabit/mockinabit v0.0.0
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/pgx/v5 v5.9.1 // indirect
@@ -114,5 +113,3 @@ require (
 	google.golang.org/protobuf v1.36.11 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
-
-replace github.com/inabit/vault-plugin-secrets-inabit/mockinabit => ./mockinabit

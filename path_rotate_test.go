@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
 func storedToken(t testing.TB, env *testEnv) string {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
 // frozenClock stands still until a test moves it, so that ttl arithmetic can be checked to the

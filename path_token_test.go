@@ -11,7 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
 func TestTokenReadReturnsLease(t *testing.T) {

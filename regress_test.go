@@ -22,7 +22,7 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
 // regPastGrace is past the default refresh_grace_period (10m): an ambiguous refresh is settled

@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
 // storedConfigFixtures are config entries exactly as released versions wrote them to storage.

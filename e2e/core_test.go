@@ -14,7 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
 )
 
 func TestMountReportsRunningVersion(t *testing.T) {

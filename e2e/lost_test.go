@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
 )
 
 // The ways issue 8 found to lose the login token, or to misreport it, each driven through the real

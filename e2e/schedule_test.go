@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
 )
 
 // rotationClock records when inabit saw each refresh, polling the mock's counter.

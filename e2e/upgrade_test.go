@@ -13,7 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
 )
 
 const (

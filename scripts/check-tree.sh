@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fails when git tracks a build output: a file over 1 MiB, or a compiled binary (ELF, Mach-O, PE).
 # A 36 MB plugin binary was once committed at the root; this keeps it from happening again.
+# Also fails when the plugin's module could not be installed with `go install …@version`
+# (a replace directive) or when the plugin binary would link the mock's GraphQL server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bad=0
@@ -18,4 +20,14 @@ while IFS= read -r -d '' f; do
       bad=1 ;;
   esac
 done < <(git ls-files -z)
+if grep -qE '^[[:space:]]*replace([[:space:]]|\()' go.mod; then
+  echo "check-tree: go.mod has a replace directive; 'go install <module>/cmd/...@version' refuses such a module" >&2
+  bad=1
+fi
+# The plugin links a GraphQL client (machinebox/graphql) and never a server or the mock.
+if linked=$(go list -deps ./cmd/vault-plugin-secrets-inabit | grep -E 'graph-gophers|mockinabit'); then
+  echo "check-tree: the plugin binary would link test-only packages:" >&2
+  echo "$linked" >&2
+  bad=1
+fi
 exit $bad

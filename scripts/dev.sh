@@ -3,14 +3,14 @@
 # `vault server -dev`, registers the freshly built plugin by sha256 and version, mounts it at
 # inabit/, configures it against the mock, reads a token, and keeps both running until Ctrl-C.
 #
-# Settings (environment): VAULT_PORT (8200), MOCK_PORT (8300), PLUGIN_VERSION (v0.1.0),
+# Settings (environment): VAULT_PORT (8200), MOCK_PORT (8300), PLUGIN_VERSION (v0.2.0),
 # DEV_EXIT_AFTER_SETUP=1 to stop once the first token was read (used by scripts and CI).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 VAULT_PORT=${VAULT_PORT:-8200}
 MOCK_PORT=${MOCK_PORT:-8300}
-PLUGIN_VERSION=${PLUGIN_VERSION:-v0.1.0}
+PLUGIN_VERSION=${PLUGIN_VERSION:-v0.2.0}
 VAULT_BIN=${VAULT_BIN:-$root/.tools/vault-v1.21.0/vault}
 plugin_bin=$root/bin/vault-plugin-secrets-inabit
 work=$root/.dev
@@ -28,7 +28,7 @@ port_taken "$MOCK_PORT" && die "port $MOCK_PORT is taken. Stop whatever listens 
 rm -rf "$work"
 mkdir -p "$work/plugins"
 cp "$plugin_bin" "$work/plugins/"
-(cd "$root/mockinabit" && go build -o "$work/mock-inabit" ./cmd/mock-inabit)
+(cd "$root" && go build -o "$work/mock-inabit" ./internal/cmd/mock-inabit)
 
 pids=()
 cleanup() {

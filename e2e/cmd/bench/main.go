@@ -28,7 +28,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
 )
 
 type scenario struct {
@@ -55,6 +55,7 @@ func main() {
 	sustainedWindow := flag.Duration("sustained-window", 10*time.Second, "sustained load measuring window")
 	sustainedClients := flag.Int("sustained-clients", 16, "sustained load concurrent clients")
 	svgOut := flag.String("svg", "", "where to write the sustained-load plot (default: sustained.svg beside -out)")
+	pluginVersion := flag.String("plugin-version", envOr("PLUGIN_VERSION", "v0.2.0"), "the version the plugin binary was built with (make exports PLUGIN_VERSION); Vault registers it under this version")
 	pluginEnv := flag.String("plugin-env", "", "comma-separated KEY=VALUE for the inabit plugin's environment, e.g. GOMEMLIMIT=20MiB, to try memory settings")
 	flag.Parse()
 	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin} {
@@ -63,7 +64,7 @@ func main() {
 		}
 	}
 	sOpts := sustainedOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin,
-		phase: *sustainedPhase, window: *sustainedWindow, clients: *sustainedClients, pluginEnv: envList(*pluginEnv)}
+		phase: *sustainedPhase, window: *sustainedWindow, clients: *sustainedClients, pluginEnv: envList(*pluginEnv), pluginVersion: *pluginVersion}
 	// Short runs: every scenario at every concurrency and repetition, the warm-ups, and ~75 s of
 	// 100k reads plus the stampede.
 	total := time.Duration(3*(*reps)*5)*(*duration) + 5*500*time.Millisecond + 90*time.Second
@@ -109,14 +110,14 @@ func main() {
 	c.SetToken("root")
 	waitFor(func() bool { h, err := c.Sys().Health(); return err == nil && !h.Sealed })
 
-	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "inabit", Type: api.PluginTypeSecrets, Command: "vault-plugin-secrets-inabit", SHA256: pluginSHA, Version: "v0.1.0", Env: envList(*pluginEnv)}))
+	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "inabit", Type: api.PluginTypeSecrets, Command: "vault-plugin-secrets-inabit", SHA256: pluginSHA, Version: *pluginVersion, Env: envList(*pluginEnv)}))
 	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "floor", Type: api.PluginTypeSecrets, Command: "floorplugin", SHA256: floorSHA}))
 	mount := func(path, typ, version string) {
 		must(c.Sys().Mount(path, &api.MountInput{Type: typ, Config: api.MountConfigInput{MaxLeaseTTL: "15m", PluginVersion: version}}))
 	}
-	mount("inabit", "inabit", "v0.1.0")
-	mount("inabit-fresh", "inabit", "v0.1.0")
-	mount("inabit-stampede", "inabit", "v0.1.0")
+	mount("inabit", "inabit", *pluginVersion)
+	mount("inabit-fresh", "inabit", *pluginVersion)
+	mount("inabit-stampede", "inabit", *pluginVersion)
 	mount("floor", "floor", "")
 	write := func(path string, data map[string]interface{}) {
 		_, err := c.Logical().Write(path, data)
@@ -185,8 +186,8 @@ func main() {
 
 	var md strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&md, "# Benchmark results\n\nMeasured %s on `%s`: %d cores (%s), %s, Vault %s, plugin v0.1.0. ",
-		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), cpuModel(), runtime.Version(), vaultVersion(*vaultBin))
+	fmt.Fprintf(&md, "# Benchmark results\n\nMeasured %s on `%s`: %d cores (%s), %s, Vault %s, plugin %s. ",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), cpuModel(), runtime.Version(), vaultVersion(*vaultBin), *pluginVersion)
 	fmt.Fprintf(&md, "Load generator, Vault dev server (in-memory storage), plugin processes and the mock inabit share the machine. "+
 		"Each cell is the median of %d interleaved %s runs (A B C … A B C …); the spread is min–max across runs.\n\n", *reps, *duration)
 	md.WriteString("## Throughput and latency\n\n| scenario | concurrency | req/s (median) | spread | p50 | p95 | p99 | upstream calls | errors |\n|---|---|---|---|---|---|---|---|---|\n")
@@ -469,4 +470,12 @@ func must(err error) {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// envOr is the environment variable name, or def when it is unset or empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

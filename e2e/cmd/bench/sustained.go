@@ -22,7 +22,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
 )
 
 type sustainedOpts struct {
@@ -30,6 +30,7 @@ type sustainedOpts struct {
 	phase, window                 time.Duration
 	clients                       int
 	pluginEnv                     []string
+	pluginVersion                 string
 }
 
 const (
@@ -85,10 +86,10 @@ func runSustained(o sustainedOpts) *sustainedRun {
 	c.SetToken("root")
 	waitFor(func() bool { h, err := c.Sys().Health(); return err == nil && !h.Sealed })
 
-	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "inabit", Type: api.PluginTypeSecrets, Command: "vault-plugin-secrets-inabit", SHA256: pluginSHA, Version: "v0.1.0", Env: o.pluginEnv}))
+	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "inabit", Type: api.PluginTypeSecrets, Command: "vault-plugin-secrets-inabit", SHA256: pluginSHA, Version: o.pluginVersion, Env: o.pluginEnv}))
 	must(c.Sys().RegisterPlugin(&api.RegisterPluginInput{Name: "floor", Type: api.PluginTypeSecrets, Command: "floorplugin", SHA256: floorSHA}))
 	leaseTTL := sustainedLeaseTTL.String()
-	must(c.Sys().Mount("inabit", &api.MountInput{Type: "inabit", Config: api.MountConfigInput{MaxLeaseTTL: leaseTTL, PluginVersion: "v0.1.0"}}))
+	must(c.Sys().Mount("inabit", &api.MountInput{Type: "inabit", Config: api.MountConfigInput{MaxLeaseTTL: leaseTTL, PluginVersion: o.pluginVersion}}))
 	must(c.Sys().Mount("floor", &api.MountInput{Type: "floor", Config: api.MountConfigInput{MaxLeaseTTL: leaseTTL}}))
 	// KV never leases, but tune it alike so that every mount is configured the same.
 	must(c.Sys().TuneMount("secret", api.MountConfigInput{MaxLeaseTTL: leaseTTL}))

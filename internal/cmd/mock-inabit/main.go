@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
 func main() {

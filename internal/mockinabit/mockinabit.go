@@ -1,7 +1,9 @@
 // Package mockinabit is a stand-in for inabit's GraphQL API: a real GraphQL server with the two
 // authentication queries, HS256 JWTs with iat/exp, one live login token at a time, call counters
-// and fault injection. Tests run it in-process; cmd/mock-inabit serves it on loopback for
-// `make dev`.
+// and fault injection. Tests run it in-process; internal/cmd/mock-inabit serves it on loopback
+// for `make dev`. It lives in internal/ so that nothing outside this repository depends on it and
+// the plugin binary links none of it; the e2e module reaches the same source through the
+// symlink e2e/internal/mockinabit.
 package mockinabit
 
 import (
