@@ -57,6 +57,7 @@ func main() {
 	svgOut := flag.String("svg", "", "where to write the sustained-load plot (default: sustained.svg beside -out)")
 	pluginVersion := flag.String("plugin-version", envOr("PLUGIN_VERSION", "v0.2.0"), "the version the plugin binary was built with (make exports PLUGIN_VERSION); Vault registers it under this version")
 	pluginEnv := flag.String("plugin-env", "", "comma-separated KEY=VALUE for the inabit plugin's environment, e.g. GOMEMLIMIT=20MiB, to try memory settings")
+	pairsOnly := flag.Bool("pairs-only", false, "for quick experiments: only the paired sustained runs (no short runs, no runs alone); prints their report and writes nothing")
 	flag.Parse()
 	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin} {
 		if v == "" {
@@ -65,6 +66,11 @@ func main() {
 	}
 	sOpts := sustainedOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin,
 		phase: *sustainedPhase, window: *sustainedWindow, clients: *sustainedClients, pluginEnv: envList(*pluginEnv), pluginVersion: *pluginVersion}
+	if *pairsOnly {
+		sOpts.pairsOnly = true
+		fmt.Print(sustainedMarkdown(runSustained(sOpts), "sustained.svg"))
+		return
+	}
 	// Short runs: every scenario at every concurrency and repetition, the warm-ups, and ~75 s of
 	// 100k reads plus the stampede.
 	total := time.Duration(3*(*reps)*5)*(*duration) + 5*500*time.Millisecond + 90*time.Second
@@ -72,7 +78,7 @@ func main() {
 		if *sustainedPhase < 3*sustainedLeaseTTL {
 			log.Printf("warning: -sustained-phase %s is shorter than 3 lease lifetimes (%s)", *sustainedPhase, 3*sustainedLeaseTTL)
 		}
-		log.Printf("bench: about %s in all (short runs ~%s, then sustained load ~%s: 5 read paths x %s)",
+		log.Printf("bench: about %s in all (short runs ~%s, then sustained load ~%s: 5 read paths alone and 2 pairs at once, each for %s)",
 			(total + sustainedEstimate(sOpts)).Round(time.Minute), total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute), *sustainedPhase)
 	} else {
 		log.Printf("bench: about %s (short runs only; -sustained adds ~%s)", total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute))

@@ -31,6 +31,7 @@ type sustainedOpts struct {
 	clients                       int
 	pluginEnv                     []string
 	pluginVersion                 string
+	pairsOnly                     bool
 }
 
 const (
@@ -46,8 +47,8 @@ const (
 
 // sustainedEstimate is how long runSustained takes, for the line printed before anything runs.
 func sustainedEstimate(o sustainedOpts) time.Duration {
-	const phases, leaseFreeWarmups, drains = 5, 3, 1
-	return phases*o.phase + leaseFreeWarmups*sustainedWarmup + drains*(sustainedLeaseTTL+30*time.Second) + 20*time.Second
+	const phases, pairs, leaseFreeWarmups, drains = 5, 2, 3 + 2*2, 2
+	return (phases+pairs)*o.phase + leaseFreeWarmups*sustainedWarmup + drains*(sustainedLeaseTTL+30*time.Second) + 20*time.Second
 }
 
 func runSustained(o sustainedOpts) *sustainedRun {
@@ -118,7 +119,18 @@ func runSustained(o sustainedOpts) *sustainedRun {
 		{Name: phaseToken, Path: "inabit/token", Leased: true},
 		{Name: phaseFloorLeased, Path: "floor/token", Leased: true},
 	}
+	if o.pairsOnly {
+		phases = nil
+	}
 	cacheWindow := sustainedAccessTTL - sustainedMinTTL
+	upstreamBudget := func(p *sustainedPhase, callsBefore int) {
+		if strings.HasPrefix(p.Path, "inabit/") {
+			p.UpstreamCalls = mock.Calls(mockinabit.OpAccessToken) - callsBefore
+			// Each cache window spanned, plus the one the phase may start in the middle of.
+			p.MaxUpstreamCalls = int(o.phase/cacheWindow) + 1
+		}
+	}
+	sample := func() (int64, int64) { return procKB(vaultPID, "VmRSS"), leases() }
 	for i, p := range phases {
 		if !p.Leased {
 			// Warm the plugin process and connections; a lease-free warm-up leaves nothing behind.
@@ -127,20 +139,13 @@ func runSustained(o sustainedOpts) *sustainedRun {
 		}
 		log.Printf("sustained: %s for %s with %d clients", p.Name, o.phase, o.clients)
 		callsBefore := mock.Calls(mockinabit.OpAccessToken)
-		p.Windows = measureSustained(hc, base+p.Path, o, func() (int64, int64) {
-			return procKB(vaultPID, "VmRSS"), leases()
-		})
+		p.Windows = measureSustained(hc, []string{base + p.Path}, o, sample)[0]
 		p.LeasesListed = -1
-		if strings.HasPrefix(p.Path, "inabit/") {
-			p.UpstreamCalls = mock.Calls(mockinabit.OpAccessToken) - callsBefore
-			// Each cache window spanned, plus the one the phase may start in the middle of.
-			p.MaxUpstreamCalls = int(o.phase/cacheWindow) + 1
-		}
+		upstreamBudget(&p, callsBefore)
 		if p.Leased {
 			p.LeasesListed = listLeases(c, p.Path)
-			if i < len(phases)-1 {
-				p.Drain = drainLeases(leases)
-			}
+			// Every leased run after this one starts with no lease left.
+			p.Drain = drainLeases(leases)
 		}
 		for _, w := range p.Windows {
 			log.Printf("sustained: %-20s %5s %7.0f req/s  Vault RSS %s MB  leases %s  errors %d", p.Name, w.End, w.RPS, mb(w.VaultRSS), leaseCell(w.Leases), w.Errors)
@@ -148,6 +153,35 @@ func runSustained(o sustainedOpts) *sustainedRun {
 		phases[i] = p
 	}
 	res.Phases = phases
+
+	// Paired runs: each inabit path and its floor at once, half the clients each, so that every
+	// window compares them on the same Vault at the same moment (heap size, lease expiries and the
+	// machine's noise alike). The runs above take turns, and turns minutes apart differ by more
+	// than the 10 % the targets allow.
+	pairs := []sustainedPair{
+		{A: sustainedPhase{Name: phaseStatic, Path: "inabit/static-token"}, B: sustainedPhase{Name: phaseFloorStatic, Path: "floor/static-token"}},
+		{A: sustainedPhase{Name: phaseToken, Path: "inabit/token", Leased: true}, B: sustainedPhase{Name: phaseFloorLeased, Path: "floor/token", Leased: true}},
+	}
+	for i, pr := range pairs {
+		// Warm both plugin processes with lease-free reads, which leave nothing behind.
+		run0(hc, base+"inabit/static-token", o.clients, sustainedWarmup)
+		run0(hc, base+"floor/static-token", o.clients, sustainedWarmup)
+		log.Printf("sustained: %s and %s at once for %s with %d clients each", pr.A.Name, pr.B.Name, o.phase, o.clients/2)
+		callsBefore := mock.Calls(mockinabit.OpAccessToken)
+		ws := measureSustained(hc, []string{base + pr.A.Path, base + pr.B.Path}, o, sample)
+		pr.A.Windows, pr.B.Windows = ws[0], ws[1]
+		pr.A.LeasesListed, pr.B.LeasesListed = -1, -1
+		upstreamBudget(&pr.A, callsBefore)
+		if pr.A.Leased {
+			pr.A.LeasesListed, pr.B.LeasesListed = listLeases(c, pr.A.Path), listLeases(c, pr.B.Path)
+		}
+		for w := range pr.A.Windows {
+			a, b := pr.A.Windows[w], pr.B.Windows[w]
+			log.Printf("sustained: pair %5s %-20s %6.0f req/s  %-16s %6.0f req/s  ratio %.3f  leases %s", a.End, pr.A.Name, a.RPS, pr.B.Name, b.RPS, a.RPS/max(b.RPS, 1), leaseCell(a.Leases))
+		}
+		pairs[i] = pr
+	}
+	res.Pairs = pairs
 	res.PluginPeak = procKB(pluginPID(pluginPath), "VmHWM")
 	res.FloorPeak = procKB(pluginPID(floorPath), "VmHWM")
 	return res
@@ -156,45 +190,54 @@ func runSustained(o sustainedOpts) *sustainedRun {
 // run0 is run without the result: a warm-up.
 func run0(hc *http.Client, url string, clients int, d time.Duration) { _ = run(hc, url, clients, d) }
 
-// measureSustained keeps o.clients readers busy for o.phase and samples every o.window.
-func measureSustained(hc *http.Client, url string, o sustainedOpts, sample func() (rss, leases int64)) []sustainedWindow {
-	var ops, errs atomic.Int64
+// measureSustained keeps o.clients readers busy for o.phase, split evenly over urls, and samples
+// every o.window: one list of windows per url, sharing the Vault-wide RSS and lease samples.
+func measureSustained(hc *http.Client, urls []string, o sustainedOpts, sample func() (rss, leases int64)) [][]sustainedWindow {
+	ops := make([]atomic.Int64, len(urls))
+	errs := make([]atomic.Int64, len(urls))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i := 0; i < o.clients; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
+	perURL := max(o.clients/len(urls), 1)
+	for u := range urls {
+		for i := 0; i < perURL; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := get(hc, urls[u]); err != nil {
+						errs[u].Add(1)
+					}
+					ops[u].Add(1)
 				}
-				if err := get(hc, url); err != nil {
-					errs.Add(1)
-				}
-				ops.Add(1)
-			}
-		}()
+			}()
+		}
 	}
 	n := int(o.phase / o.window)
-	windows := make([]sustainedWindow, 0, n)
-	start := time.Now()
-	last, lastOps, lastErrs := start, int64(0), int64(0)
+	windows := make([][]sustainedWindow, len(urls))
+	lastOps, lastErrs := make([]int64, len(urls)), make([]int64, len(urls))
+	last := time.Now()
 	ticker := time.NewTicker(o.window)
-	for len(windows) < n {
+	for k := 1; k <= n; k++ {
 		<-ticker.C
-		now, cur, curErrs := time.Now(), ops.Load(), errs.Load()
+		now := time.Now()
 		rss, leases := sample()
-		windows = append(windows, sustainedWindow{
-			End:      time.Duration(len(windows)+1) * o.window,
-			RPS:      float64(cur-lastOps) / now.Sub(last).Seconds(),
-			Errors:   curErrs - lastErrs,
-			VaultRSS: rss,
-			Leases:   leases,
-		})
-		last, lastOps, lastErrs = now, cur, curErrs
+		for u := range urls {
+			cur, curErrs := ops[u].Load(), errs[u].Load()
+			windows[u] = append(windows[u], sustainedWindow{
+				End:      time.Duration(k) * o.window,
+				RPS:      float64(cur-lastOps[u]) / now.Sub(last).Seconds(),
+				Errors:   curErrs - lastErrs[u],
+				VaultRSS: rss,
+				Leases:   leases,
+			})
+			lastOps[u], lastErrs[u] = cur, curErrs
+		}
+		last = now
 	}
 	ticker.Stop()
 	close(stop)

@@ -45,6 +45,12 @@ type sustainedPhase struct {
 	Drain time.Duration
 }
 
+// sustainedPair is two read paths measured at once, half the clients each: A the inabit path,
+// B its floor.
+type sustainedPair struct {
+	A, B sustainedPhase
+}
+
 type sustainedRun struct {
 	Started                time.Time
 	Phase, Window          time.Duration
@@ -52,8 +58,19 @@ type sustainedRun struct {
 	LeaseTTL               time.Duration
 	AccessTokenTTL, MinTTL time.Duration
 	Phases                 []sustainedPhase
+	Pairs                  []sustainedPair
 	PluginPeak, FloorPeak  int64 // kB (VmHWM) in this run; -1 when unknown
 	LeaseSource            string
+}
+
+// pair is the paired run whose inabit path is name, or nil.
+func (r *sustainedRun) pair(name string) *sustainedPair {
+	for i := range r.Pairs {
+		if r.Pairs[i].A.Name == name {
+			return &r.Pairs[i]
+		}
+	}
+	return nil
 }
 
 func (r *sustainedRun) phase(name string) *sustainedPhase {
@@ -161,7 +178,7 @@ func sustainedMarkdown(r *sustainedRun, svgName string) string {
 		"Each read path in turn gets %d clients for %s (%.1f lease lifetimes), measured in %s windows: req/s, Vault's RSS (`VmRSS` of the server process) "+
 		"and the live lease count (%s). ",
 		r.Started.UTC().Format("2006-01-02 15:04 MST"), r.LeaseTTL, r.Clients, secs(r.Phase), float64(r.Phase)/float64(r.LeaseTTL), secs(r.Window), r.LeaseSource)
-	md.WriteString("The lease-free paths run first, so that no expiring lease of another phase disturbs them; then `inabit/token`, whose leases are waited out, then the leased floor. " +
+	md.WriteString("The lease-free paths run first, so that no expiring lease of another phase disturbs them; then `inabit/token`, whose leases are waited out, then the leased floor, whose leases are waited out too; then the paired runs (below). " +
 		"Go does not hand freed heap back to the OS at once, so the leased floor starts on the heap the `inabit/token` phase grew: its RSS is an upper bound. ")
 	fmt.Fprintf(&md, "The mock inabit mints %s access tokens and the mount has `access_token_min_ttl` = %s, so the cache is refilled every %s under load. "+
 		"The floor plugin answers a constant token (`floor/token` as a lease, `floor/static-token` without one); `KV v2` reads `secret/data/bench`.\n\n",
@@ -202,7 +219,12 @@ func sustainedMarkdown(r *sustainedRun, svgName string) string {
 	// Targets.
 	md.WriteString("\n### Targets (issue 10), as ratios in this run\n\n| target | measured | |\n|---|---|---|\n")
 	static, floorStatic := r.phase(phaseStatic), r.phase(phaseFloorStatic)
-	if rs := windowRatios(static, floorStatic); len(rs) > 0 {
+	if pr := r.pair(phaseStatic); pr != nil {
+		rs := windowRatios(&pr.A, &pr.B)
+		lo, _ := minMax(rs)
+		fmt.Fprintf(&md, "| `static-token` ≥ 0.9× the lease-free floor, in every window | paired: lowest window %.3f×, median %.2f×%s | %s |\n",
+			lo, medianOf(rs), turnsNote(windowRatios(static, floorStatic)), verdict(len(rs) > 0 && lo >= 0.9))
+	} else if rs := windowRatios(static, floorStatic); len(rs) > 0 {
 		lo, _ := minMax(rs)
 		fmt.Fprintf(&md, "| `static-token` ≥ 0.9× the lease-free floor, in every window | lowest window %.3f×, median %.2f× | %s |\n", lo, medianOf(rs), verdict(lo >= 0.9))
 	}
@@ -231,17 +253,28 @@ func sustainedMarkdown(r *sustainedRun, svgName string) string {
 		}
 	}
 	token, floorLeased := r.phase(phaseToken), r.phase(phaseFloorLeased)
-	if rs := windowRatios(token, floorLeased); len(rs) > 0 {
+	turns := windowRatios(token, floorLeased)
+	rs, label, note := turns, "", ""
+	if pr := r.pair(phaseToken); pr != nil {
+		rs, label, note = windowRatios(&pr.A, &pr.B), "paired: ", turnsNote(turns)
+	}
+	if len(rs) > 0 {
 		before, after := r.splitAtExpiry(rs)
 		bLo, _ := minMax(before)
 		aLo, _ := minMax(after)
 		ok := (len(before) == 0 || bLo >= 0.9) && (len(after) == 0 || aLo >= 0.9)
-		fmt.Fprintf(&md, "| `inabit/token` ≥ 0.9× the leased floor, before and after expiry starts | before: lowest %s, median %.2f×; after: lowest %s, median %.2f× | %s |\n",
-			ratioCell(before, bLo), medianOf(before), ratioCell(after, aLo), medianOf(after), verdict(ok))
+		fmt.Fprintf(&md, "| `inabit/token` ≥ 0.9× the leased floor, before and after expiry starts | %sbefore: lowest %s, median %.2f×; after: lowest %s, median %.2f×%s | %s |\n",
+			label, ratioCell(before, bLo), medianOf(before), ratioCell(after, aLo), medianOf(after), note, verdict(ok))
 	}
 	var callCells []string
 	callsOK := true
-	for _, p := range r.Phases {
+	counted := append([]sustainedPhase(nil), r.Phases...)
+	for _, pr := range r.Pairs {
+		a := pr.A
+		a.Name += " (paired)"
+		counted = append(counted, a)
+	}
+	for _, p := range counted {
 		if p.MaxUpstreamCalls > 0 {
 			callCells = append(callCells, fmt.Sprintf("`%s` %d (cache refilled at most %d times)", p.Name, p.UpstreamCalls, p.MaxUpstreamCalls))
 			callsOK = callsOK && p.UpstreamCalls <= p.MaxUpstreamCalls
@@ -265,6 +298,9 @@ func sustainedMarkdown(r *sustainedRun, svgName string) string {
 		{"live leases", func(w sustainedWindow) string { return leaseCell(w.Leases) }},
 	}
 	for _, c := range cols {
+		if len(r.Phases) == 0 {
+			break
+		}
 		fmt.Fprintf(&md, "\n### %s per %s window\n\n| window ends at |", c.title, secs(r.Window))
 		for _, p := range r.Phases {
 			fmt.Fprintf(&md, " %s |", p.Name)
@@ -287,6 +323,71 @@ func sustainedMarkdown(r *sustainedRun, svgName string) string {
 		}
 	}
 	md.WriteString("\nThe lease count is Vault-wide, so a phase's first windows may still show the previous phase's last leases.\n")
+	md.WriteString(pairsMarkdown(r))
+	return md.String()
+}
+
+// turnsNote is the ratio of the runs that took turns, for comparison with the paired one.
+func turnsNote(rs []float64) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	lo, _ := minMax(rs)
+	return fmt.Sprintf(" (taking turns, minutes apart: lowest %.3f×, median %.2f×)", lo, medianOf(rs))
+}
+
+// pairsMarkdown is the per-window table of the paired runs.
+func pairsMarkdown(r *sustainedRun) string {
+	if len(r.Pairs) == 0 {
+		return ""
+	}
+	var md strings.Builder
+	fmt.Fprintf(&md, "\n### Paired runs: each inabit path and its floor at once, %d clients each\n\n", r.Clients/2)
+	md.WriteString("Each pair runs alone on the Vault for " + secs(r.Phase) + ", the leased pair on a Vault with no lease left from earlier runs. " +
+		"Both paths of a pair share every window's Vault, heap, lease expiries and machine noise, so their ratio measures what the plugin costs and nothing else; " +
+		"the targets above are judged on these ratios.\n\n| window ends at |")
+	for _, pr := range r.Pairs {
+		fmt.Fprintf(&md, " %s | %s | ratio |", pr.A.Name, pr.B.Name)
+	}
+	md.WriteString(" live leases (leased pair) |\n|---|")
+	for range r.Pairs {
+		md.WriteString("---|---|---|")
+	}
+	md.WriteString("---|\n")
+	for i := 0; i < int(r.Phase/r.Window); i++ {
+		fmt.Fprintf(&md, "| %s |", secs(time.Duration(i+1)*r.Window))
+		leases := "–"
+		for _, pr := range r.Pairs {
+			if i >= len(pr.A.Windows) || i >= len(pr.B.Windows) {
+				md.WriteString(" | | |")
+				continue
+			}
+			a, b := pr.A.Windows[i], pr.B.Windows[i]
+			ratio := "–"
+			if b.RPS > 0 {
+				ratio = fmt.Sprintf("%.3f×", a.RPS/b.RPS)
+			}
+			fmt.Fprintf(&md, " %.0f | %.0f | %s |", a.RPS, b.RPS, ratio)
+			if pr.A.Leased {
+				leases = leaseCell(a.Leases)
+			}
+		}
+		fmt.Fprintf(&md, " %s |\n", leases)
+	}
+	for _, pr := range r.Pairs {
+		var errs int64
+		for _, w := range append(append([]sustainedWindow(nil), pr.A.Windows...), pr.B.Windows...) {
+			errs += w.Errors
+		}
+		fmt.Fprintf(&md, "\n`%s` with `%s`: %d errors", pr.A.Name, pr.B.Name, errs)
+		if pr.A.LeasesListed >= 0 {
+			fmt.Fprintf(&md, "; leases listed right after: %d and %d", pr.A.LeasesListed, pr.B.LeasesListed)
+		}
+		if pr.A.MaxUpstreamCalls > 0 {
+			fmt.Fprintf(&md, "; upstream calls %d (at most %d)", pr.A.UpstreamCalls, pr.A.MaxUpstreamCalls)
+		}
+		md.WriteString(".\n")
+	}
 	return md.String()
 }
 
