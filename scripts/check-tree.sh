@@ -19,15 +19,27 @@ while IFS= read -r -d '' f; do
       echo "check-tree: $f is a compiled binary; build it, do not commit it" >&2
       bad=1 ;;
   esac
-done < <(git ls-files -z)
-if grep -qE '^[[:space:]]*replace([[:space:]]|\()' go.mod; then
-  echo "check-tree: go.mod has a replace directive; 'go install <module>/cmd/...@version' refuses such a module" >&2
+done < <(git ls-files -z || echo "check-tree: git ls-files failed" >&2)
+git rev-parse --git-dir >/dev/null || exit 1
+# go install <module>@version refuses a main module whose go.mod has replace or exclude.
+if grep -qE '^[[:space:]]*(replace|exclude)([[:space:]]|\()' go.mod; then
+  echo "check-tree: go.mod has a replace or exclude directive; 'go install <module>/cmd/...@version' refuses such a module" >&2
   bad=1
 fi
-# The plugin links a GraphQL client (machinebox/graphql) and never a server or the mock.
-if linked=$(go list -deps ./cmd/vault-plugin-secrets-inabit | grep -E 'graph-gophers|mockinabit'); then
-  echo "check-tree: the plugin binary would link test-only packages:" >&2
-  echo "$linked" >&2
-  bad=1
-fi
+# The plugin links a GraphQL client (machinebox/graphql) and never a GraphQL server or the mock,
+# on every platform release.sh ships. A failing go list fails the check.
+platforms=$(sed -n 's/^platforms="\(.*\)"$/\1/p' scripts/release.sh)
+[ -n "$platforms" ] || { echo "check-tree: no platforms= line in scripts/release.sh" >&2; exit 1; }
+for platform in $platforms; do
+  if ! deps=$(GOOS=${platform%/*} GOARCH=${platform#*/} GOFLAGS=-mod=readonly GOWORK=off go list -deps ./cmd/vault-plugin-secrets-inabit); then
+    echo "check-tree: go list -deps failed for $platform" >&2
+    bad=1
+    continue
+  fi
+  if linked=$(grep -E 'graph-gophers|mockinabit|graphql-go' <<<"$deps"); then
+    echo "check-tree: on $platform the plugin binary would link test-only packages:" >&2
+    echo "$linked" >&2
+    bad=1
+  fi
+done
 exit $bad
