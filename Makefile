@@ -72,7 +72,7 @@ clean:
 # bench/sustained.svg. About 27 minutes; SUSTAINED=0 skips the sustained part (about 6 minutes).
 SUSTAINED       ?= 1
 SUSTAINED_PHASE ?= 150s
-# Extra flags for e2e/cmd/bench, e.g. BENCH_FLAGS=-plugin-env=GOMEMLIMIT=20MiB
+# Extra flags for e2e/cmd/bench, e.g. BENCH_FLAGS=-plugin-env=GOMEMLIMIT=40MiB to try another memory limit
 BENCH_FLAGS     ?=
 
 bench: bench-announce build vault

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,7 +57,7 @@ func main() {
 	sustainedClients := flag.Int("sustained-clients", 16, "sustained load concurrent clients")
 	svgOut := flag.String("svg", "", "where to write the sustained-load plot (default: sustained.svg beside -out)")
 	pluginVersion := flag.String("plugin-version", envOr("PLUGIN_VERSION", "v0.2.0"), "the version the plugin binary was built with (make exports PLUGIN_VERSION); Vault registers it under this version")
-	pluginEnv := flag.String("plugin-env", "", "comma-separated KEY=VALUE for the inabit plugin's environment, e.g. GOMEMLIMIT=20MiB, to try memory settings")
+	pluginEnv := flag.String("plugin-env", "", "comma-separated KEY=VALUE for the inabit plugin's environment, e.g. GOMEMLIMIT=40MiB or GOGC=50, to try other memory settings than the built-in 20 MiB limit")
 	pairsOnly := flag.Bool("pairs-only", false, "for quick experiments: only the paired sustained runs (no short runs, no runs alone); prints their report and writes nothing")
 	flag.Parse()
 	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin} {
@@ -237,6 +238,7 @@ func main() {
 		// phases: stop it first.
 		stopServer()
 		r := runSustained(sOpts)
+		r.ShortPeak, r.ShortFloorPeak = kbOf(peak), kbOf(floorRSS)
 		svgPath := *svgOut
 		if svgPath == "" {
 			svgPath = filepath.Join(filepath.Dir(*out), "sustained.svg")
@@ -404,12 +406,18 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// withoutVaultEnv is this process's environment for the Vault server, less VAULT_* and the Go
+// runtime's tuning variables: plugins inherit Vault's environment, and a GOGC or GOMEMLIMIT left
+// in the caller's shell would silently replace what the plugins are measured with (-plugin-env
+// sets them on purpose).
 func withoutVaultEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") {
-			env = append(env, kv)
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "VAULT_") || name == "GOGC" || name == "GOMEMLIMIT" || name == "GODEBUG" || name == "GOMAXPROCS" {
+			continue
 		}
+		env = append(env, kv)
 	}
 	return env
 }
@@ -424,12 +432,7 @@ func waitFor(cond func() bool) {
 	log.Fatal("vault did not start")
 }
 
-func pluginPID(binary string) int {
-	out, _ := exec.Command("pgrep", "-f", binary).Output()
-	var pid int
-	_, _ = fmt.Sscan(string(out), &pid)
-	return pid
-}
+func pluginPID(binary string) int { return findPID(binary) }
 
 func procStatus(pid int) (rss, threads string) {
 	return procField(pid, "VmRSS"), procField(pid, "Threads")
@@ -484,4 +487,17 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// kbOf parses a "<n> kB" /proc field, or -1.
+func kbOf(field string) int64 {
+	f := strings.Fields(field)
+	if len(f) == 0 {
+		return -1
+	}
+	n, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }

@@ -101,14 +101,16 @@ func runSustained(o sustainedOpts) *sustainedRun {
 	_, err = c.Logical().Write("secret/data/bench", map[string]interface{}{"data": map[string]interface{}{"access_token": "constant"}})
 	must(err)
 
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+	// The timeout keeps one stuck read from stalling a client for the rest of a phase; it counts
+	// as an error.
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
 	base := "http://" + addr + "/v1/"
 	res := &sustainedRun{
 		Started: time.Now(), Phase: o.phase, Window: o.window, Clients: o.clients, LeaseTTL: sustainedLeaseTTL,
 		AccessTokenTTL: sustainedAccessTTL, MinTTL: sustainedMinTTL,
 		LeaseSource: "`vault.expire.num_leases` from `GET sys/metrics`, Vault's in-memory metrics sink, which reports the last finished 10 s interval, so it trails by up to 10 s; " +
 			"after each leased phase, `LIST sys/leases/lookup/<mount>/token/` counts that path's leases exactly",
-		PluginPeak: -1, FloorPeak: -1,
+		PluginPeak: -1, FloorPeak: -1, ShortPeak: -1, ShortFloorPeak: -1,
 	}
 	leases := func() int64 { return liveLeases(hc, base) }
 	// Lease-free paths first: nothing expires under them.
@@ -130,7 +132,18 @@ func runSustained(o sustainedOpts) *sustainedRun {
 			p.MaxUpstreamCalls = int(o.phase/cacheWindow) + 1
 		}
 	}
-	sample := func() (int64, int64) { return procKB(vaultPID, "VmRSS"), leases() }
+	pluginPIDs := map[string]int{}
+	sample := func() procSample {
+		for _, bin := range []string{pluginPath, floorPath} {
+			if pluginPIDs[bin] <= 0 {
+				pluginPIDs[bin] = findPID(bin)
+			}
+		}
+		return procSample{
+			rss: procKB(vaultPID, "VmRSS"), leases: leases(),
+			vaultCPU: procCPU(vaultPID), pluginCPU: procCPU(pluginPIDs[pluginPath]), floorCPU: procCPU(pluginPIDs[floorPath]), benchCPU: procCPU(os.Getpid()),
+		}
+	}
 	for i, p := range phases {
 		if !p.Leased {
 			// Warm the plugin process and connections; a lease-free warm-up leaves nothing behind.
@@ -166,6 +179,10 @@ func runSustained(o sustainedOpts) *sustainedRun {
 		// Warm both plugin processes with lease-free reads, which leave nothing behind.
 		run0(hc, base+"inabit/static-token", o.clients, sustainedWarmup)
 		run0(hc, base+"floor/static-token", o.clients, sustainedWarmup)
+		if pr.A.Leased {
+			// Counted, not assumed: the leased pair must start on a Vault with no lease left.
+			pr.LeasesBefore = listLeases(c, pr.A.Path) + listLeases(c, pr.B.Path)
+		}
 		log.Printf("sustained: %s and %s at once for %s with %d clients each", pr.A.Name, pr.B.Name, o.phase, o.clients/2)
 		callsBefore := mock.Calls(mockinabit.OpAccessToken)
 		ws := measureSustained(hc, []string{base + pr.A.Path, base + pr.B.Path}, o, sample)
@@ -190,14 +207,31 @@ func runSustained(o sustainedOpts) *sustainedRun {
 // run0 is run without the result: a warm-up.
 func run0(hc *http.Client, url string, clients int, d time.Duration) { _ = run(hc, url, clients, d) }
 
+// procSample is what measureSustained records at each window's end besides the read counts.
+type procSample struct {
+	rss, leases                             int64
+	vaultCPU, pluginCPU, floorCPU, benchCPU float64
+}
+
+// cpuDelta is cur - prev, or -1 when either is unknown.
+func cpuDelta(cur, prev float64) float64 {
+	if cur < 0 || prev < 0 {
+		return -1
+	}
+	return cur - prev
+}
+
 // measureSustained keeps o.clients readers busy for o.phase, split evenly over urls, and samples
-// every o.window: one list of windows per url, sharing the Vault-wide RSS and lease samples.
-func measureSustained(hc *http.Client, urls []string, o sustainedOpts, sample func() (rss, leases int64)) [][]sustainedWindow {
-	ops := make([]atomic.Int64, len(urls))
+// every o.window: one list of windows per url, sharing the Vault-wide RSS, lease and CPU samples.
+// Only successful reads count as served.
+func measureSustained(hc *http.Client, urls []string, o sustainedOpts, sample func() procSample) [][]sustainedWindow {
+	served := make([]atomic.Int64, len(urls))
 	errs := make([]atomic.Int64, len(urls))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	perURL := max(o.clients/len(urls), 1)
+	prev := sample()
+	start := time.Now()
 	for u := range urls {
 		for i := 0; i < perURL; i++ {
 			wg.Add(1)
@@ -211,33 +245,44 @@ func measureSustained(hc *http.Client, urls []string, o sustainedOpts, sample fu
 					}
 					if err := get(hc, urls[u]); err != nil {
 						errs[u].Add(1)
+					} else {
+						served[u].Add(1)
 					}
-					ops[u].Add(1)
 				}
 			}()
 		}
 	}
 	n := int(o.phase / o.window)
 	windows := make([][]sustainedWindow, len(urls))
-	lastOps, lastErrs := make([]int64, len(urls)), make([]int64, len(urls))
-	last := time.Now()
+	lastServed, lastErrs := make([]int64, len(urls)), make([]int64, len(urls))
+	last := start
 	ticker := time.NewTicker(o.window)
 	for k := 1; k <= n; k++ {
 		<-ticker.C
+		// Counts first, right at the window's end; the samples (an HTTP call through the loaded
+		// Vault, /proc reads) come after and must not stretch the window.
 		now := time.Now()
-		rss, leases := sample()
+		cur, curErrs := make([]int64, len(urls)), make([]int64, len(urls))
 		for u := range urls {
-			cur, curErrs := ops[u].Load(), errs[u].Load()
-			windows[u] = append(windows[u], sustainedWindow{
-				End:      time.Duration(k) * o.window,
-				RPS:      float64(cur-lastOps[u]) / now.Sub(last).Seconds(),
-				Errors:   curErrs - lastErrs[u],
-				VaultRSS: rss,
-				Leases:   leases,
-			})
-			lastOps[u], lastErrs[u] = cur, curErrs
+			cur[u], curErrs[u] = served[u].Load(), errs[u].Load()
 		}
-		last = now
+		smp := sample()
+		for u := range urls {
+			windows[u] = append(windows[u], sustainedWindow{
+				End:       now.Sub(start),
+				RPS:       float64(cur[u]-lastServed[u]) / now.Sub(last).Seconds(),
+				Served:    cur[u] - lastServed[u],
+				Errors:    curErrs[u] - lastErrs[u],
+				VaultRSS:  smp.rss,
+				Leases:    smp.leases,
+				VaultCPU:  cpuDelta(smp.vaultCPU, prev.vaultCPU),
+				PluginCPU: cpuDelta(smp.pluginCPU, prev.pluginCPU),
+				FloorCPU:  cpuDelta(smp.floorCPU, prev.floorCPU),
+				BenchCPU:  cpuDelta(smp.benchCPU, prev.benchCPU),
+			})
+			lastServed[u], lastErrs[u] = cur[u], curErrs[u]
+		}
+		last, prev = now, smp
 	}
 	ticker.Stop()
 	close(stop)
