@@ -161,7 +161,7 @@ func runSustained(o sustainedOpts) *sustainedRun {
 			p.Drain = drainLeases(leases)
 		}
 		for _, w := range p.Windows {
-			log.Printf("sustained: %-20s %5s %7.0f req/s  Vault RSS %s MB  leases %s  errors %d", p.Name, w.End, w.RPS, mb(w.VaultRSS), leaseCell(w.Leases), w.Errors)
+			log.Printf("sustained: %-20s %5s %7.0f req/s  Vault RSS %s MB  leases %s  errors %d", p.Name, w.End.Round(time.Second), w.RPS, mb(w.VaultRSS), leaseCell(w.Leases), w.Errors)
 		}
 		phases[i] = p
 	}
@@ -194,7 +194,7 @@ func runSustained(o sustainedOpts) *sustainedRun {
 		}
 		for w := range pr.A.Windows {
 			a, b := pr.A.Windows[w], pr.B.Windows[w]
-			log.Printf("sustained: pair %5s %-20s %6.0f req/s  %-16s %6.0f req/s  ratio %.3f  leases %s", a.End, pr.A.Name, a.RPS, pr.B.Name, b.RPS, a.RPS/max(b.RPS, 1), leaseCell(a.Leases))
+			log.Printf("sustained: pair %5s %-20s %6.0f req/s  %-16s %6.0f req/s  ratio %.3f  leases %s", a.End.Round(time.Second), pr.A.Name, a.RPS, pr.B.Name, b.RPS, a.RPS/max(b.RPS, 1), leaseCell(a.Leases))
 		}
 		pairs[i] = pr
 	}
