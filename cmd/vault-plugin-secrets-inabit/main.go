@@ -13,14 +13,17 @@ import (
 )
 
 // softMemoryLimit caps the Go runtime's memory (heap, stacks, runtime structures; not the
-// binary's mapped code) unless the operator sets GOMEMLIMIT. The live heap is a few MB, so under
-// steady load the limit is never reached and costs nothing; a burst of a thousand concurrent reads
-// makes the collector work harder instead of growing the process. Measured on a real Vault (2
-// cores, 20000 reads at 8 clients, then 3 bursts of 1000 concurrent reads): plugin CPU per read
-// 175-180 us with the limit, 177-198 us without, floor plugin 175-186 us; peak RSS after the
-// bursts 37.9-39.3 MB with it, 42.3-45.6 MB without. GOGC=50 instead cost 40 us per read and did
-// not lower the burst's peak.
-const softMemoryLimit = 20 << 20
+// binary's mapped code) unless the operator sets GOMEMLIMIT. Steady load needs less than 14 MiB of
+// it, so the limit costs nothing there; a burst of a thousand concurrent reads makes the collector
+// work harder instead of growing the process. Measured on a real Vault (2 cores; 20000 token reads,
+// then a 1000-read stampede on a mount with an empty cache), plugin CPU per read and peak RSS:
+//
+//	no limit    191-217 us at 8 clients, 132-146 us at 64   38.3-40.5 MB
+//	20 MiB                                                  41.1 MB (make bench)
+//	16 MiB      212-213 us at 8 clients, 118-120 us at 64   34.8-37.2 MB
+//	12 MiB      334-337 us at 8 clients                     36.1-36.4 MB (binds under load)
+//	GOGC=50     252 us at 8 clients                         38.1 MB
+const softMemoryLimit = 16 << 20
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {

@@ -57,7 +57,7 @@ func main() {
 	sustainedClients := flag.Int("sustained-clients", 16, "sustained load concurrent clients")
 	svgOut := flag.String("svg", "", "where to write the sustained-load plot (default: sustained.svg beside -out)")
 	pluginVersion := flag.String("plugin-version", envOr("PLUGIN_VERSION", "v0.2.0"), "the version the plugin binary was built with (make exports PLUGIN_VERSION); Vault registers it under this version")
-	pluginEnv := flag.String("plugin-env", "", "comma-separated KEY=VALUE for the inabit plugin's environment, e.g. GOMEMLIMIT=40MiB or GOGC=50, to try other memory settings than the built-in 20 MiB limit")
+	pluginEnv := flag.String("plugin-env", "", "comma-separated KEY=VALUE for the inabit plugin's environment, e.g. GOMEMLIMIT=40MiB or GOGC=50, to try other memory settings than the built-in 16 MiB limit")
 	pairsOnly := flag.Bool("pairs-only", false, "for quick experiments: only the paired sustained runs (no short runs, no runs alone); prints their report and writes nothing")
 	flag.Parse()
 	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin} {
