@@ -13,10 +13,10 @@ import (
 )
 
 // softMemoryLimit caps the Go runtime's memory (heap, stacks, runtime structures; not the
-// binary's mapped code) unless the operator sets GOMEMLIMIT. Steady load needs less than 14 MiB of
-// it, so the limit costs nothing there; a burst of a thousand concurrent reads makes the collector
-// work harder instead of growing the process. Measured on a real Vault (2 cores; 20000 token reads,
-// then a 1000-read stampede on a mount with an empty cache), plugin CPU per read and peak RSS:
+// binary's mapped code) unless the operator sets GOMEMLIMIT. A burst of a thousand concurrent reads
+// then makes the collector work harder instead of growing the process. Ad-hoc runs on a real Vault
+// (2 cores; 20000 token reads, then a 1000-read stampede on a mount with an empty cache), plugin
+// CPU per read and peak RSS (make bench with 16 MiB: 38.2 MB, bench/RESULTS.md):
 //
 //	no limit    191-217 us at 8 clients, 132-146 us at 64   38.3-40.5 MB
 //	20 MiB                                                  41.1 MB (make bench)
