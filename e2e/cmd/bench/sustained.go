@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -352,13 +351,5 @@ func procKB(pid int, field string) int64 {
 	if pid <= 0 {
 		return -1
 	}
-	f := strings.Fields(procField(pid, field))
-	if len(f) == 0 {
-		return -1
-	}
-	n, err := strconv.ParseInt(f[0], 10, 64)
-	if err != nil {
-		return -1
-	}
-	return n
+	return kbOf(procField(pid, field))
 }
