@@ -4,6 +4,8 @@ package inabit
 // names the defect it shows; see the review report for root causes and suggested fixes.
 
 import (
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -273,7 +275,7 @@ func TestAdversary_BurstScheduleLongerThanTokenLifeIsAccepted(t *testing.T) {
 }
 
 func advTrueGap(t *testing.T, expr string, from time.Time) time.Duration {
-	s, err := parseSchedule(expr)
+	s, err := rotation.ParseSchedule(expr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,49 +28,37 @@ Write the login token once to "config", then read "token" for an access token.
 One mount serves one API user.
 `
 
-// backend is one mount. Three locks, always taken in this order when nested:
+// backend is one mount. Two locks, always taken in this order when nested:
 //   - mu serialises every rotation and config write on this node (the mount lock);
 //   - loginMu is write-held while the login token in use is being replaced, and read-held by
-//     access-token fetches, so no fetch presents a token that a refresh is killing;
-//   - stateMu guards the in-memory fields below and is never held across I/O.
+//     access-token fetches, so no fetch presents a token that a refresh is killing.
+//
+// The in-memory login state has one owner, login, with its own lock never held across I/O.
 type backend struct {
 	*framework.Backend
 	logger hclog.Logger
 
 	mu      sync.Mutex
 	loginMu sync.RWMutex
+	login   loginState
 
-	stateMu sync.Mutex
-	// config caches the storage entry; nil means "read storage". When unsaved is true it is
-	// ahead of storage: it holds a rotated login token whose persist failed, and it is the only
-	// copy of that token.
-	config     *inabitConfig
-	unsaved    bool
-	unsavedWAL string
-	client     *inabitClient
-	clientKey  string
-	access     *accessToken
-	// claimsToken/claimsValue memoise the login token's claims: parsing a JWT on every token read
-	// was two thirds of the cached read path.
-	claimsToken string
-	claimsValue tokenClaims
-	// rejectedToken is the hash of a login token inabit itself rejected on this node: it is
-	// probed before any refresh, and never refreshed.
-	rejectedToken string
-	// walSeen is when this node first saw each rotation WAL entry (its own: when it wrote it).
-	// Settling waits refresh_grace_period on this node's clock from then too, so a node whose
-	// clock runs ahead of the writer's cannot settle a refresh inabit may still be applying.
-	walSeen map[string]time.Time
+	clientMu  sync.Mutex
+	client    *inabitClient
+	clientKey string
+
 	// mountPath is the mount's path as requests name it ("inabit-admin/"), for messages.
 	mountPath atomic.Value
-	// generation changes whenever the login token in use or the cached access token is
-	// invalidated; a fetch started under an older generation never fills the cache.
-	generation uint64
+	// stopping is set when Vault stops this backend (unmount, seal, step-down): a token rotated
+	// now cannot be held in memory for long.
+	stopping atomic.Bool
 
 	flight singleflight.Group
 
-	// now is a field so tests can move the clock; WALRollbackMinAge on framework.Backend likewise.
-	now func() time.Time
+	// now is the wall clock (schedules, status, claims); mono is a clock that never steps, for
+	// every duration the protocol waits out. Fields so tests and the simulation can drive them;
+	// WALRollbackMinAge on framework.Backend likewise.
+	now  func() time.Time
+	mono func() time.Duration
 	// Test seams, nil/false in production: transport replaces the network under the client's
 	// status handling (the simulation's in-process inabit), and noRetryWait makes the client's and
 	// the save's retries immediate so a virtual clock is never outrun by real sleeps.
@@ -88,7 +76,8 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend(conf *logical.BackendConfig) *backend {
-	b := &backend{now: time.Now}
+	started := time.Now()
+	b := &backend{now: time.Now, mono: func() time.Duration { return time.Since(started) }}
 	if conf != nil && conf.Logger != nil {
 		b.logger = conf.Logger
 	} else {
@@ -121,15 +110,13 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	if key != configStorageKey {
 		return
 	}
-	b.stateMu.Lock()
-	defer b.stateMu.Unlock()
-	if b.unsaved {
+	if b.login.invalidate() {
 		// Only the active node holds unsaved state, and it is the one writing: keep the only
 		// copy of the rotated token rather than trade it for an older stored one.
 		b.logger.Warn("ignoring config invalidation while a rotated login token is not yet saved")
 		return
 	}
-	b.dropStateLocked()
+	b.dropClient()
 }
 
 // cleanWait bounds how long Clean waits for a rotation in flight to save its token.
@@ -138,6 +125,7 @@ const cleanWait = 30 * time.Second
 // clean runs on unmount, reload, seal and step-down. A rotation in flight may be holding a token
 // inabit has already minted; give it a bounded time to save it, and say so loudly if it cannot.
 func (b *backend) clean(context.Context) {
+	b.stopping.Store(true)
 	deadline := time.Now().Add(cleanWait)
 	for !b.mu.TryLock() {
 		if time.Now().After(deadline) {
@@ -153,32 +141,26 @@ func (b *backend) clean(context.Context) {
 }
 
 func (b *backend) dropAll() {
-	b.stateMu.Lock()
-	defer b.stateMu.Unlock()
-	if b.unsaved {
+	if b.login.dropAll() {
 		b.logger.Error("plugin stopping while a rotated login token was never saved to storage; " +
 			"inabit has already killed the stored one: write a new login_token to config")
 	}
-	b.dropStateLocked()
-	b.unsaved = false
-	b.unsavedWAL = ""
+	b.dropClient()
 }
 
-func (b *backend) dropStateLocked() {
-	b.config = nil
-	b.access = nil
+func (b *backend) dropClient() {
+	b.clientMu.Lock()
+	defer b.clientMu.Unlock()
 	b.client.closeIdle()
-	b.client = nil
-	b.clientKey = ""
-	b.generation++
+	b.client, b.clientKey = nil, ""
 }
 
 // clientFor returns a client for cfg's endpoint, reusing its connections while the endpoint and
 // timeout stay the same.
 func (b *backend) clientFor(cfg *inabitConfig) *inabitClient {
 	key := cfg.URL + "|" + cfg.RequestTimeout.String()
-	b.stateMu.Lock()
-	defer b.stateMu.Unlock()
+	b.clientMu.Lock()
+	defer b.clientMu.Unlock()
 	if b.client == nil || b.clientKey != key {
 		b.client.closeIdle()
 		b.client = newInabitClientWith(cfg.URL, cfg.RequestTimeout, b.transport, b.noRetryWait)
@@ -193,22 +175,6 @@ func (b *backend) sendEvent(ctx context.Context, eventType string, metadata ...s
 	if err := logical.SendEvent(ctx, b, eventType, metadata...); err != nil {
 		b.logger.Debug("event not sent", "type", eventType, "error", err)
 	}
-}
-
-// loginClaims is cfg.claims() memoised for the token in use.
-func (b *backend) loginClaims(cfg *inabitConfig) tokenClaims {
-	b.stateMu.Lock()
-	if b.claimsToken == cfg.LoginToken {
-		c := b.claimsValue
-		b.stateMu.Unlock()
-		return c
-	}
-	b.stateMu.Unlock()
-	c := cfg.claims()
-	b.stateMu.Lock()
-	b.claimsToken, b.claimsValue = cfg.LoginToken, c
-	b.stateMu.Unlock()
-	return c
 }
 
 // noteMount remembers the mount path requests arrive on, so that messages name it.
@@ -229,26 +195,6 @@ func (b *backend) mountOrDefault() string {
 
 // configPath is the config path as an operator types it: "inabit-admin/config".
 func (b *backend) configPath() string { return b.mountOrDefault() + pathConfigPattern }
-
-// noteWALSeen records when this node first saw a WAL entry and returns that time.
-func (b *backend) noteWALSeen(id string, now time.Time) time.Time {
-	b.stateMu.Lock()
-	defer b.stateMu.Unlock()
-	if b.walSeen == nil {
-		b.walSeen = map[string]time.Time{}
-	}
-	if seen, ok := b.walSeen[id]; ok {
-		return seen
-	}
-	b.walSeen[id] = now
-	return now
-}
-
-func (b *backend) forgetWAL(id string) {
-	b.stateMu.Lock()
-	delete(b.walSeen, id)
-	b.stateMu.Unlock()
-}
 
 // HandleRequest keeps the framework's field validation from quoting a secret back: its 400 for a
 // wrongly typed field includes the value, and a login_token sent as an object is the token.

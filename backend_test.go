@@ -93,15 +93,28 @@ type testEnv struct {
 	clock   *testClock
 }
 
+// testClock is real time moved on by advance (time passing: both clocks) and step (the wall clock
+// alone jumping, as NTP or an operator does).
 type testClock struct {
 	mu     sync.Mutex
+	base   time.Time
 	offset time.Duration
+	step_  time.Duration
 }
+
+func newTestClock() *testClock { return &testClock{base: time.Now()} }
 
 func (c *testClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
+	return time.Now().Add(c.offset + c.step_)
+}
+
+// mono is the backend's monotonic clock: it never steps.
+func (c *testClock) mono() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Since(c.base) + c.offset
 }
 
 func (c *testClock) advance(d time.Duration) {
@@ -110,9 +123,16 @@ func (c *testClock) advance(d time.Duration) {
 	c.offset += d
 }
 
+// step moves the wall clock alone.
+func (c *testClock) step(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.step_ += d
+}
+
 func newTestEnv(t testing.TB, opts mockinabit.Options) *testEnv {
 	t.Helper()
-	clock := &testClock{}
+	clock := newTestClock()
 	if opts.Now == nil {
 		opts.Now = clock.now
 	}
@@ -132,7 +152,7 @@ func newTestEnv(t testing.TB, opts mockinabit.Options) *testEnv {
 		t.Fatal(err)
 	}
 	b := raw.(*backend)
-	b.now = clock.now
+	b.now, b.mono = clock.now, clock.mono
 	env := &testEnv{b: b, storage: storage, mock: mock, srv: srv, events: events, logs: logs, clock: clock}
 	t.Cleanup(func() {
 		b.Cleanup(context.Background())

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
 // This file is the mount's one storage entry: its fields, their validation, and the schedule they
@@ -57,10 +59,6 @@ const (
 	minRefreshGracePeriod = 30 * time.Second
 	maxRefreshGracePeriod = time.Hour
 
-	// maxExpiryMargin caps how long before exp a token is rotated at the latest: a quarter of its
-	// life, at most a day, leaves room for the backoff after a few failures.
-	maxExpiryMargin = 24 * time.Hour
-
 	maxLoginTokenLen = 8 << 10
 	maxURLLen        = 2048
 	// A login token "valid" for more than this is a mistake or a forgery, not a 30-day token.
@@ -69,49 +67,31 @@ const (
 	clockSkew = 5 * time.Minute
 )
 
-// inabitConfig is the one storage entry of a mount: settings, the login token, and rotation status.
+// inabitConfig is the one storage entry of a mount: the login token, the settings, and the
+// rotation status. The protocol's settings and status are embedded so the stored JSON stays flat.
 type inabitConfig struct {
-	LoginToken     string        `json:"login_token"`
-	URL            string        `json:"url"`
-	RotationPeriod time.Duration `json:"rotation_period"`
-	// RotationSchedule (cron, UTC) replaces RotationPeriod when set; RotationPeriod is then zero.
-	RotationSchedule string        `json:"rotation_schedule,omitempty"`
-	RotationWindow   time.Duration `json:"rotation_window,omitempty"`
-	// ScheduleSetAt is when rotation_schedule was last written: slots before it are not missed.
-	ScheduleSetAt            time.Time     `json:"rotation_schedule_set_at,omitempty"`
-	DisableAutomatedRotation bool          `json:"disable_automated_rotation"`
-	AccessTokenMinTTL        time.Duration `json:"access_token_min_ttl"`
-	RequestTimeout           time.Duration `json:"request_timeout"`
-	VerifyConnection         bool          `json:"verify_connection"`
-	RefreshGracePeriod       time.Duration `json:"refresh_grace_period"`
+	LoginToken string `json:"login_token"`
+	URL        string `json:"url"`
+	rotation.Settings
+	AccessTokenMinTTL time.Duration `json:"access_token_min_ttl"`
+	VerifyConnection  bool          `json:"verify_connection"`
 
 	// LoginTokenStoredAt stands in for iat when the token has none.
-	LoginTokenStoredAt  time.Time `json:"login_token_stored_at"`
-	LastRotatedAt       time.Time `json:"last_rotated_at,omitempty"`
-	LastRotationError   string    `json:"last_rotation_error,omitempty"`
-	LastRotationErrorAt time.Time `json:"last_rotation_error_at,omitempty"`
-	RotationFailures    int       `json:"rotation_failures,omitempty"`
-	// LoginTokenLost is sticky: the stored token is known dead and nothing is sent with it until
-	// an operator writes a new one.
-	LoginTokenLost bool `json:"login_token_lost,omitempty"`
-	// OutcomeCheckAt is set while a refresh's outcome is unknown: the moment its WAL entry is old
-	// enough to be settled. No refresh starts before it.
-	OutcomeCheckAt time.Time `json:"outcome_check_at,omitempty"`
-	// RetryNotBefore is inabit's Retry-After on a refused refresh.
-	RetryNotBefore time.Time `json:"retry_not_before,omitempty"`
-	// ProbeBeforeRefresh: inabit rejected the token and could not be asked again whether it
-	// works; the next attempt probes first, on whichever node and process makes it.
-	ProbeBeforeRefresh bool `json:"probe_before_refresh,omitempty"`
+	LoginTokenStoredAt time.Time `json:"login_token_stored_at"`
+	LastRotatedAt      time.Time `json:"last_rotated_at,omitempty"`
+	rotation.Status
 }
 
 func defaultConfig() *inabitConfig {
 	return &inabitConfig{
-		URL:                defaultURL,
-		RotationPeriod:     defaultRotationPeriod,
-		AccessTokenMinTTL:  defaultAccessTokenMinTTL,
-		RequestTimeout:     defaultRequestTimeout,
-		VerifyConnection:   true,
-		RefreshGracePeriod: defaultRefreshGracePeriod,
+		URL: defaultURL,
+		Settings: rotation.Settings{
+			RotationPeriod:     defaultRotationPeriod,
+			RequestTimeout:     defaultRequestTimeout,
+			RefreshGracePeriod: defaultRefreshGracePeriod,
+		},
+		AccessTokenMinTTL: defaultAccessTokenMinTTL,
+		VerifyConnection:  true,
 	}
 }
 
@@ -130,27 +110,26 @@ func (c *inabitConfig) claims() tokenClaims {
 	return cl
 }
 
-// tokenBornAt is when the login token's age starts: its iat, else when Vault stored it.
-func (c *inabitConfig) tokenBornAt() time.Time { return c.bornAt(c.claims()) }
+// token is what the protocol knows of the login token, from claims the caller parsed (the token
+// read path memoises them).
+func (c *inabitConfig) token(cl tokenClaims) rotation.Token {
+	return rotation.Token{IssuedAt: cl.IssuedAt, ExpiresAt: cl.ExpiresAt, StoredAt: c.LoginTokenStoredAt}
+}
 
-// bornAt is tokenBornAt for claims the caller already parsed (the token read path memoises them).
-func (c *inabitConfig) bornAt(cl tokenClaims) time.Time {
-	if iat := cl.IssuedAt; !iat.IsZero() {
-		return iat
-	}
-	return c.LoginTokenStoredAt
+// plannedRotation is when the next rotation is attempted and why; zero when nothing will be sent
+// on its own.
+func (c *inabitConfig) plannedRotation(now time.Time) (time.Time, string) {
+	return rotation.Plan(c.Settings, c.Status, c.token(c.claims()), now)
+}
+
+// nextRotationAt is plannedRotation's time.
+func (c *inabitConfig) nextRotationAt(now time.Time) time.Time {
+	t, _ := c.plannedRotation(now)
+	return t
 }
 
 // clearRotationStatus is the status of a mount whose rotation problems are behind it.
-func (c *inabitConfig) clearRotationStatus() {
-	c.LastRotationError = ""
-	c.LastRotationErrorAt = time.Time{}
-	c.RotationFailures = 0
-	c.LoginTokenLost = false
-	c.OutcomeCheckAt = time.Time{}
-	c.RetryNotBefore = time.Time{}
-	c.ProbeBeforeRefresh = false
-}
+func (c *inabitConfig) clearRotationStatus() { c.Status = rotation.Status{} }
 
 func configFieldNames() []string {
 	return []string{fieldLoginToken, fieldURL, fieldRotationPeriod, fieldRotationSchedule, fieldRotationWindow, fieldDisableAutomatedRotation,
@@ -237,7 +216,7 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, new
 	switch {
 	case scheduleGiven && strings.TrimSpace(rawSchedule.(string)) != "":
 		expr := strings.Join(strings.Fields(rawSchedule.(string)), " ")
-		if _, err := parseSchedule(expr); err != nil {
+		if _, err := rotation.ParseSchedule(expr); err != nil {
 			return err
 		}
 		if expr != cfg.RotationSchedule {
@@ -254,8 +233,8 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, new
 	}
 	if windowGiven {
 		w := time.Duration(rawWindow.(int)) * time.Second
-		if w != 0 && (w < minRotationWindow || w > maxRotationWindow) {
-			return fmt.Errorf("%s must be between %s and %s, got %s", fieldRotationWindow, minRotationWindow, maxRotationWindow, w)
+		if w != 0 && (w < rotation.MinRotationWindow || w > maxRotationPeriod) {
+			return fmt.Errorf("%s must be between %s and %s, got %s", fieldRotationWindow, rotation.MinRotationWindow, maxRotationPeriod, w)
 		}
 		cfg.RotationWindow = w
 	}
@@ -264,7 +243,7 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, new
 	}
 
 	if cfg.RotationSchedule != "" && scheduleGiven {
-		if sched, _ := parseSchedule(cfg.RotationSchedule); sched.Next(now.UTC()).IsZero() {
+		if sched, _ := rotation.ParseSchedule(cfg.RotationSchedule); sched.Next(now.UTC()).IsZero() {
 			return fmt.Errorf("%s %q never fires: automated rotation would silently stop", fieldRotationSchedule, cfg.RotationSchedule)
 		}
 	}
@@ -280,8 +259,8 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, new
 			fieldRotationPeriod, cfg.RotationPeriod, lifetime)
 	}
 	if cfg.RotationSchedule != "" && (newToken || scheduleGiven) {
-		s, _ := parseSchedule(cfg.RotationSchedule)
-		if gap := slotGapAtLeast(s, now, lifetime); gap > 0 {
+		s, _ := rotation.ParseSchedule(cfg.RotationSchedule)
+		if gap := rotation.SlotGapAtLeast(s, now, lifetime); gap > 0 {
 			return fmt.Errorf("%s %q has slots %s apart, as long as or longer than the login token's lifetime (%s): "+
 				"the token would expire between two rotations; choose slots closer together", fieldRotationSchedule, cfg.RotationSchedule, gap, lifetime)
 		}
@@ -394,10 +373,4 @@ func putConfig(ctx context.Context, s logical.Storage, cfg *inabitConfig) error 
 		return err
 	}
 	return s.Put(ctx, entry)
-}
-
-// outcomeCheckAt is when a refresh started at startedAt, whose answer never came, may be settled:
-// refresh_grace_period after our own call gave up, so inabit has had that long to finish it.
-func (c *inabitConfig) outcomeCheckAt(startedAt time.Time) time.Time {
-	return startedAt.Add(c.RequestTimeout + 2*time.Second + c.RefreshGracePeriod)
 }

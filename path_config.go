@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
 func pathConfig(b *backend) *framework.Path {
@@ -175,12 +177,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	}}, nil
 }
 
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
-}
+func formatTime(t time.Time) string { return rotation.FormatTime(t) }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if err := d.ValidateStrict(); err != nil {
@@ -215,57 +212,59 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			"write %s in the same request to change it. Nothing was saved.", fieldURL, origin(old.URL), origin(cfg.URL), fieldLoginToken), nil
 	}
 
-	b.stateMu.Lock()
-	unsaved, unsavedWAL := b.unsaved, b.unsavedWAL
-	b.stateMu.Unlock()
+	_, heldWAL, held := b.login.held()
+	_, tokenGiven := d.GetOk(fieldLoginToken)
 	tokenChanged := old == nil || cfg.LoginToken != old.LoginToken
 	urlChanged := old == nil || cfg.URL != old.URL
 	if tokenChanged {
-		// A new login token starts a clean history, LOST included: only this clears it.
 		cfg.LoginTokenStoredAt = now
-		cfg.clearRotationStatus()
-	} else if unsaved {
-		// This write saves the rotated token that storage refused: its "held in memory" status
-		// is over, and so is its rotation.
+	}
+	if tokenGiven || held {
+		// A login token written, new or the same one again, starts a clean history, LOST
+		// included: only this clears it, once it is verified like any new token. A write while a
+		// rotated token is held saves that token: its "held in memory" status is over too.
 		cfg.clearRotationStatus()
 	}
 
 	var verified *accessToken
-	if cfg.VerifyConnection && (tokenChanged || urlChanged || req.Operation == logical.CreateOperation) {
-		start := b.now()
+	if cfg.VerifyConnection && (tokenGiven || urlChanged || req.Operation == logical.CreateOperation) {
+		start, startMono := b.now(), b.mono()
 		tok, err := b.clientFor(cfg).AccessToken(ctx, cfg.LoginToken)
 		if err != nil {
 			return logical.ErrorResponse("%s: could not verify it against %s: %s. Nothing was saved. "+
 				"Check the token and the url, or set %s=false to save without checking.",
 				fieldLoginToken, cfg.URL, err, fieldVerifyConnection), nil
 		}
-		verified = newAccessToken(tok, start)
+		verified = newAccessToken(tok, start, startMono)
 	}
 
-	if old == nil || changed || unsaved {
+	if old == nil || changed || held || *cfg != *old {
 		if err := putConfig(ctx, req.Storage, cfg); err != nil {
 			return nil, fmt.Errorf("saving config: %w", err)
 		}
 	}
-	if unsaved {
-		wctx, cancel := detached(ctx, storageBound)
-		b.deleteWAL(wctx, req.Storage, unsavedWAL)
+	if held {
+		wctx, cancel := detached(ctx, rotation.StorageBound)
+		b.deleteWAL(wctx, req.Storage, heldWAL)
 		cancel()
 	}
 
 	// Any config write is also the documented way to drop a cached access token.
 	b.loginMu.Lock()
-	b.stateMu.Lock()
-	b.config = cfg.clone()
-	b.unsaved = false
-	b.unsavedWAL = ""
-	b.generation++
-	b.access = verified
-	b.stateMu.Unlock()
+	b.login.use(cfg, verified)
+	switch {
+	case verified != nil:
+		b.login.noteAlive(cfg.LoginToken)
+	case tokenGiven:
+		b.login.forgetRejection(cfg.LoginToken)
+	}
 	b.loginMu.Unlock()
 
 	if tokenChanged {
 		b.logger.Info("login token written to config", "expires_at", formatTime(cfg.claims().ExpiresAt))
+	}
+	if tok := cfg.token(cfg.claims()); rotation.TooShortLived(tok, cfg.Budget()) {
+		return &logical.Response{Warnings: []string{rotation.ShortLivedWarning(tok, cfg.Budget(), b.mountOrDefault())}}, nil
 	}
 	return nil, nil
 }
@@ -277,49 +276,33 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
 	b.loginMu.Lock()
-	b.stateMu.Lock()
-	b.dropStateLocked()
-	b.unsaved = false
-	b.unsavedWAL = ""
-	b.stateMu.Unlock()
+	b.login.dropAll()
 	b.loginMu.Unlock()
+	b.dropClient()
 	return nil, nil
 }
 
 // loadConfig returns the config in use (cached, else from storage), or nil when none exists.
 // The result is a copy the caller may keep.
 func (b *backend) loadConfig(ctx context.Context, s logical.Storage) (*inabitConfig, error) {
-	b.stateMu.Lock()
-	if b.config != nil {
-		cfg := b.config.clone()
-		b.stateMu.Unlock()
+	cfg, gen := b.login.current()
+	if cfg != nil {
 		return cfg, nil
 	}
-	gen := b.generation
-	b.stateMu.Unlock()
-
 	cfg, err := readConfig(ctx, s)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	b.stateMu.Lock()
-	if b.generation == gen && b.config == nil {
-		b.config = cfg.clone()
-	}
-	b.stateMu.Unlock()
+	b.login.fill(cfg, gen)
 	return cfg, nil
 }
 
-// authoritativeConfig is what a writer must start from: the unsaved in-memory config when a
+// authoritativeConfig is what a writer must start from: the held in-memory config when a
 // rotated token is waiting to be persisted, else storage itself (another node may have written).
 // Callers hold b.mu.
 func (b *backend) authoritativeConfig(ctx context.Context, s logical.Storage) (*inabitConfig, error) {
-	b.stateMu.Lock()
-	if b.unsaved {
-		cfg := b.config.clone()
-		b.stateMu.Unlock()
+	if cfg, _, ok := b.login.held(); ok {
 		return cfg, nil
 	}
-	b.stateMu.Unlock()
 	return readConfig(ctx, s)
 }

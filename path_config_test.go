@@ -265,7 +265,7 @@ func TestConfigDeleteForgetsEverything(t *testing.T) {
 	if err != nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "inabit/config") {
 		t.Fatalf("token read after delete: resp=%v err=%v (want a 400 pointing at inabit/config)", resp, err)
 	}
-	if env.b.access != nil {
+	if at, _ := env.b.login.cachedAccess(); at != nil {
 		t.Fatal("cached access token survived config delete")
 	}
 }

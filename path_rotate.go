@@ -7,6 +7,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
 const pathRotateRootPattern = "rotate-root"
@@ -51,26 +53,23 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 	if errors.Is(err, errNoConfig) {
 		return b.notConfigured(), nil
 	}
-	var rerr *rotationError
-	if !errors.As(err, &rerr) {
+	var oerr *outcomeError
+	if !errors.As(err, &oerr) {
 		if err != nil {
 			return nil, err
 		}
 		return rotateResponse(cfg), nil
 	}
-	switch {
-	case cfg != nil:
-		// The token rotated but could not be saved: the call did its job, the warning says the rest.
+	switch status := oerr.outcome.HTTPStatus(); {
+	case status == http.StatusOK && cfg != nil:
+		// Rotated, but held in memory or not yet accepted by inabit: the warning says the rest.
 		resp := rotateResponse(cfg)
-		resp.AddWarning(rerr.Error())
+		resp.AddWarning(oerr.Error())
 		return resp, nil
-	case rerr.pending:
-		// Not a failure of this call: nothing may be sent until the earlier refresh is settled.
-		return nil, logical.CodedError(http.StatusServiceUnavailable, rerr.Error())
-	case rerr.lost:
-		return nil, logical.CodedError(http.StatusBadGateway, rerr.Error())
+	case oerr.outcome.Kind == rotation.Pending, oerr.outcome.Kind == rotation.Lost, oerr.outcome.Kind == rotation.Dropped:
+		return nil, logical.CodedError(status, oerr.Error())
 	default:
-		return nil, logical.CodedError(http.StatusBadGateway, "rotating the inabit login token failed: "+rerr.Error())
+		return nil, logical.CodedError(status, "rotating the inabit login token failed: "+oerr.Error())
 	}
 }
 

@@ -71,8 +71,8 @@ func (b *backend) pathStaticTokenRead(ctx context.Context, req *logical.Request,
 	resp := &logical.Response{Data: map[string]interface{}{
 		fieldAccessToken:    at.token,
 		fieldTokenType:      "Bearer",
-		fieldExpiresAt:      formatTime(at.expiresAt),
-		fieldTTL:            int64(at.staticTTL(now, cfg.AccessTokenMinTTL) / time.Second),
+		fieldExpiresAt:      formatTime(at.expiresAt()),
+		fieldTTL:            int64(at.staticTTL(b.mono(), cfg.AccessTokenMinTTL) / time.Second),
 		fieldRotationPeriod: int64(at.lifetime() / time.Second),
 	}}
 	b.addLoginTokenWarnings(resp, cfg, now)
@@ -91,17 +91,17 @@ func (b *backend) pathStaticTokenRead(ctx context.Context, req *logical.Request,
 // token gets half its remaining life instead, so the reader still re-reads well before it
 // expires. The choice depends on the lifetime, not on what is left, so it does not flip with the
 // milliseconds the fetch took. At least 1 s, like leaseTTL.
-func (a *accessToken) staticTTL(now time.Time, minTTL time.Duration) time.Duration {
+func (a *accessToken) staticTTL(mono time.Duration, minTTL time.Duration) time.Duration {
 	var ttl time.Duration
-	if a.expiresAt.Sub(a.fetchedAt) > minTTL {
-		ttl = a.expiresAt.Add(-minTTL).Sub(now)
+	if a.life > minTTL {
+		ttl = a.remaining(mono) - minTTL
 	} else {
-		ttl = a.expiresAt.Sub(now) / 2
+		ttl = a.remaining(mono) / 2
 	}
 	return max(ttl.Truncate(time.Second), time.Second)
 }
 
-// lifetime is the token's whole life on Vault's clock, rounded to the second, never below 1 s.
+// lifetime is the token's whole life, rounded to the second, never below 1 s.
 func (a *accessToken) lifetime() time.Duration {
-	return max(a.expiresAt.Sub(a.fetchedAt).Round(time.Second), time.Second)
+	return max(a.life.Round(time.Second), time.Second)
 }

@@ -18,8 +18,16 @@ import (
 // frozenClock stands still until a test moves it, so that ttl arithmetic can be checked to the
 // second; the plugin and the mock share it.
 type frozenClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu    sync.Mutex
+	t     time.Time
+	start time.Time
+}
+
+// mono is the time moved since the clock was made: a monotonic clock that only advance moves.
+func (c *frozenClock) mono() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t.Sub(c.start)
 }
 
 func (c *frozenClock) now() time.Time {
@@ -37,9 +45,11 @@ func (c *frozenClock) advance(d time.Duration) {
 // newFrozenEnv is newTestEnv on a frozen clock, configured with access_token_min_ttl = minTTL.
 func newFrozenEnv(t *testing.T, accessTTL time.Duration, minTTL string) (*testEnv, *frozenClock) {
 	t.Helper()
-	clock := &frozenClock{t: time.Now().Truncate(time.Second)}
+	start := time.Now().Truncate(time.Second)
+	clock := &frozenClock{t: start, start: start}
 	env := newTestEnv(t, mockinabit.Options{AccessTokenTTL: accessTTL, Now: clock.now})
 	env.b.now = clock.now
+	env.b.mono = clock.mono
 	env.configure(t, map[string]interface{}{"verify_connection": false, "access_token_min_ttl": minTTL})
 	return env, clock
 }
@@ -121,7 +131,6 @@ func TestStaticTokenReadHasNoLease(t *testing.T) {
 }
 
 func TestStaticTTL(t *testing.T) {
-	now := time.Now().Truncate(time.Second)
 	cases := []struct {
 		name              string
 		life, age, minTTL time.Duration
@@ -141,9 +150,9 @@ func TestStaticTTL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			fetched := now.Add(-tc.age)
-			a := &accessToken{fetchedAt: fetched, expiresAt: fetched.Add(tc.life)}
-			if got := a.staticTTL(now, tc.minTTL); got != tc.want {
+			const nowMono = time.Hour
+			a := &accessToken{fetchedMono: nowMono - tc.age, life: tc.life}
+			if got := a.staticTTL(nowMono, tc.minTTL); got != tc.want {
 				t.Fatalf("staticTTL = %s, want %s", got, tc.want)
 			}
 		})

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
 const (
@@ -30,34 +32,45 @@ const (
 )
 
 type accessToken struct {
-	token     string
-	expiresAt time.Time
-	// fetchedAt is when the call that minted it started, on Vault's clock: the token's lifetime
-	// is expiresAt - fetchedAt (static-token reports it as rotation_period).
-	fetchedAt time.Time
+	token string
+	// fetchedAt is when the call that minted it started, on Vault's wall clock, and fetchedMono
+	// the same moment on the monotonic clock, which every remaining-life figure is counted on: a
+	// wall-clock step backwards must not make an expired token look fresh.
+	fetchedAt   time.Time
+	fetchedMono time.Duration
+	// life is the token's whole life: exp - iat, counted from fetchedAt.
+	life time.Duration
 }
 
 // newAccessToken dates a token fetched at fetchedAt (taken before the call). With iat and exp its
-// life is counted on this clock (fetchedAt + exp - iat): Vault's clock and inabit's may disagree by
+// life is exp - iat counted on this node's clocks: Vault's clock and inabit's may disagree by
 // minutes, and comparing exp with Vault's clock would either refetch on every read or hand out
 // leases that outlive the token.
-func newAccessToken(tok string, fetchedAt time.Time) *accessToken {
-	exp := fetchedAt.Add(assumedAccessTokenLifetime)
+func newAccessToken(tok string, fetchedAt time.Time, fetchedMono time.Duration) *accessToken {
+	life := assumedAccessTokenLifetime
 	if c, err := parseClaims(tok); err == nil {
-		switch life := c.lifetime(); {
-		case life > 0:
-			exp = fetchedAt.Add(life)
+		switch l := c.lifetime(); {
+		case l > 0:
+			life = l
 		case !c.ExpiresAt.IsZero():
-			exp = c.ExpiresAt
+			life = c.ExpiresAt.Sub(fetchedAt)
 		}
 	}
-	return &accessToken{token: tok, expiresAt: exp, fetchedAt: fetchedAt}
+	return &accessToken{token: tok, fetchedAt: fetchedAt, fetchedMono: fetchedMono, life: life}
+}
+
+// expiresAt is when the token expires, as Vault's wall clock read when it was fetched.
+func (a *accessToken) expiresAt() time.Time { return a.fetchedAt.Add(a.life) }
+
+// remaining is how much of its life is left at monotonic time mono.
+func (a *accessToken) remaining(mono time.Duration) time.Duration {
+	return a.life - (mono - a.fetchedMono)
 }
 
 // leaseTTL ends the lease leaseSafetyMargin before the token dies; a token with less than twice
 // the margin left gets half its remaining life instead, never zero (zero means "mount default").
-func (a *accessToken) leaseTTL(now time.Time) time.Duration {
-	remaining := a.expiresAt.Sub(now)
+func (a *accessToken) leaseTTL(mono time.Duration) time.Duration {
+	remaining := a.remaining(mono)
 	var ttl time.Duration
 	if remaining >= 2*leaseSafetyMargin {
 		ttl = remaining - leaseSafetyMargin
@@ -120,11 +133,11 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	resp := b.Secret(secretTypeAccess).Response(map[string]interface{}{
 		fieldAccessToken: at.token,
 		fieldTokenType:   "Bearer",
-		fieldExpiresAt:   formatTime(at.expiresAt),
+		fieldExpiresAt:   formatTime(at.expiresAt()),
 	}, nil)
 	// Vault's core caps this with the mount's max_lease_ttl (framework.CalculateTTL); asking the
 	// system view here ourselves was a gRPC round trip back to Vault on every read.
-	ttl := at.leaseTTL(now)
+	ttl := at.leaseTTL(b.mono())
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
 	b.addLoginTokenWarnings(resp, cfg, now)
@@ -148,6 +161,17 @@ func (b *backend) sharedAccessToken(ctx context.Context, req *logical.Request) (
 		return nil, nil, nil, logical.CodedError(http.StatusBadGateway, cfg.LastRotationError)
 	}
 	at, err = b.accessTokenFor(ctx, cfg)
+	if errors.Is(err, ErrUnauthorized) {
+		// This node may not have seen another node's rotation yet (a standby between the active
+		// node's save and its own invalidation): look at storage before telling anyone to
+		// replace a token that works.
+		if stored, serr := readConfig(ctx, req.Storage); serr == nil && stored != nil && stored.LoginToken != cfg.LoginToken {
+			if held := b.login.invalidate(); !held {
+				b.logger.Debug("inabit rejected a login token storage has since replaced; retrying with the stored one")
+				return b.sharedAccessToken(ctx, req)
+			}
+		}
+	}
 	if err != nil {
 		return nil, nil, nil, tokenReadError(err, b.configPath())
 	}
@@ -155,7 +179,7 @@ func (b *backend) sharedAccessToken(ctx context.Context, req *logical.Request) (
 }
 
 func (b *backend) addLoginTokenWarnings(resp *logical.Response, cfg *inabitConfig, now time.Time) {
-	for _, w := range loginTokenWarnings(cfg, b.loginClaims(cfg), now, b.mountOrDefault()) {
+	for _, w := range loginTokenWarnings(cfg, b.login.claims(cfg), now, b.mountOrDefault()) {
 		resp.AddWarning(w)
 	}
 }
@@ -168,7 +192,7 @@ func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time, mo
 		warnings = append(warnings, fmt.Sprintf("the inabit login token is in danger: rotation is failing (%d failures): %s. Read %sconfig for status.",
 			cfg.RotationFailures, cfg.LastRotationError, mount))
 	}
-	if w := cfg.scheduleWarning(claims, now, mount); w != "" {
+	if w := rotation.ScheduleWarning(cfg.Settings, cfg.Status, cfg.token(claims), now, mount); w != "" {
 		warnings = append(warnings, w)
 	}
 	if exp := claims.ExpiresAt; !exp.IsZero() && exp.Sub(now) < loginTokenDangerWindow {
@@ -218,10 +242,8 @@ func (b *backend) accessToken(ctx context.Context, s logical.Storage) (*accessTo
 // accessTokenFor is accessToken for a caller that already holds the config (the hot read path
 // would otherwise copy it twice).
 func (b *backend) accessTokenFor(ctx context.Context, cfg *inabitConfig) (*accessToken, error) {
-	b.stateMu.Lock()
-	cached, gen := b.access, b.generation
-	b.stateMu.Unlock()
-	if cached != nil && cached.expiresAt.Sub(b.now()) >= cfg.AccessTokenMinTTL {
+	cached, gen := b.login.cachedAccess()
+	if cached != nil && cached.remaining(b.mono()) >= cfg.AccessTokenMinTTL {
 		return cached, nil
 	}
 
@@ -240,33 +262,29 @@ func (b *backend) accessTokenFor(ctx context.Context, cfg *inabitConfig) (*acces
 }
 
 // fetchAccessToken runs detached from any one reader's context: one impatient client must not
-// fail the call that every other reader is waiting on.
+// fail the call that every other reader is waiting on. A rejection by inabit itself is remembered
+// for the tick to confirm and record.
 func (b *backend) fetchAccessToken(gen uint64, fallback *inabitConfig) (*accessToken, error) {
 	b.loginMu.RLock()
 	defer b.loginMu.RUnlock()
 
-	b.stateMu.Lock()
-	cfg := b.config.clone()
-	b.stateMu.Unlock()
+	cfg, _ := b.login.current()
 	if cfg == nil {
 		cfg = fallback
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), maxUpstreamAttempts*(cfg.RequestTimeout+2*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Budget().Probe())
 	defer cancel()
-	start := b.now()
+	start, startMono := b.now(), b.mono()
 	tok, err := b.clientFor(cfg).AccessToken(ctx, cfg.LoginToken)
 	if err != nil {
-		if errors.Is(err, ErrUnauthorized) {
-			b.noteRejected(cfg.LoginToken)
+		if a, _ := answerOf(err); a == rotation.Rejected {
+			b.login.noteRejected(cfg.LoginToken, b.mono())
 		}
 		b.logger.Warn("fetching an inabit access token failed", "error", err)
 		return nil, err
 	}
-	at := newAccessToken(tok, start)
-	b.stateMu.Lock()
-	if b.generation == gen {
-		b.access = at
-	}
-	b.stateMu.Unlock()
+	b.login.noteAlive(cfg.LoginToken)
+	at := newAccessToken(tok, start, startMono)
+	b.login.cacheAccess(gen, cfg.LoginToken, at)
 	return at, nil
 }

@@ -43,7 +43,6 @@ func TestTokenReadReturnsLease(t *testing.T) {
 }
 
 func TestLeaseTTL(t *testing.T) {
-	now := time.Now()
 	cases := []struct {
 		name      string
 		remaining time.Duration
@@ -57,8 +56,8 @@ func TestLeaseTTL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &accessToken{expiresAt: now.Add(tc.remaining)}
-			if got := a.leaseTTL(now); got != tc.want {
+			a := &accessToken{life: tc.remaining}
+			if got := a.leaseTTL(0); got != tc.want {
 				t.Fatalf("leaseTTL = %s, want %s", got, tc.want)
 			}
 		})
@@ -68,7 +67,7 @@ func TestLeaseTTL(t *testing.T) {
 func TestAccessTokenWithoutExpAssumes15Minutes(t *testing.T) {
 	now := time.Now()
 	for _, tok := range []string{"opaque-token", makeJWT(t, jwt.MapClaims{"sub": "x"})} {
-		if got := newAccessToken(tok, now).expiresAt; !got.Equal(now.Add(15 * time.Minute)) {
+		if got := newAccessToken(tok, now, 0).expiresAt(); !got.Equal(now.Add(15 * time.Minute)) {
 			t.Errorf("expiry of a token without exp = %s, want now+15m", got)
 		}
 	}

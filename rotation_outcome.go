@@ -3,186 +3,220 @@ package inabit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
-// What a rotation concludes when the refresh did not hand us a new token, and how the conclusion
-// is recorded. Only inabit's own answer decides anything at once; an answer that never came
-// leaves inabit free to apply the refresh later, so it is settled only after refresh_grace_period.
+// The driver's probes and conclusions: each asks internal/rotation what an answer means, then
+// records it (status, log, event) the one way every outcome is recorded.
 
-// tokenState is what a probe of the old login token found.
-type tokenState int
-
-const (
-	tokenAlive   tokenState = iota // inabit issued an access token with it
-	tokenDead                      // inabit itself rejected it (GraphQL UNAUTHENTICATED or an API 401)
-	tokenUnknown                   // no answer of inabit's own: unreachable, a proxy's page, garbage
-)
-
-// probeOldToken asks inabit whether a login token still works. Only call it when no refresh with
-// that token can still be running: an early "alive" would be overtaken by a late refresh.
-func (b *backend) probeOldToken(ctx context.Context, client *inabitClient, cfg *inabitConfig) (tokenState, error) {
-	pctx, cancel := context.WithTimeout(ctx, maxUpstreamAttempts*(cfg.RequestTimeout+2*time.Second))
-	defer cancel()
-	start := b.now()
-	tok, err := client.AccessToken(pctx, cfg.LoginToken)
-	switch {
-	case err == nil:
-		b.stateMu.Lock()
-		if b.config != nil && b.config.LoginToken == cfg.LoginToken {
-			b.access = newAccessToken(tok, start)
-		}
-		if b.rejectedToken == tokenHash(cfg.LoginToken) {
-			b.rejectedToken = ""
-		}
-		b.stateMu.Unlock()
-		return tokenAlive, nil
-	case errors.Is(err, ErrUnauthorized):
-		b.noteRejected(cfg.LoginToken)
-		return tokenDead, err
-	default:
-		return tokenUnknown, err
+// answerOf reads a call's error as the protocol's Answer, with inabit's Retry-After.
+func answerOf(err error) (rotation.Answer, time.Duration) {
+	if err == nil {
+		return rotation.Succeeded, 0
 	}
-}
-
-// noteRejected remembers that inabit itself rejected tok, so no refresh is ever sent with it.
-func (b *backend) noteRejected(tok string) {
-	b.stateMu.Lock()
-	b.rejectedToken = tokenHash(tok)
-	b.stateMu.Unlock()
-}
-
-// handleRefreshFailure decides what a failed refresh means for the login token.
-func (b *backend) handleRefreshFailure(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient,
-	trigger, walID string, startedAt time.Time, refreshErr error) error {
 	var ue *UpstreamError
-	if !errors.As(refreshErr, &ue) || ue.MayStillApply() {
-		// No answer of inabit's own: it may be applying the refresh right now. The WAL entry stays
-		// and nothing is asked or sent until refresh_grace_period has passed.
-		return b.recordFailure(ctx, s, cfg, trigger, outcomeUnknownError(cfg, startedAt, refreshErr))
+	switch {
+	case !errors.As(err, &ue):
+		return rotation.NoAnswer, 0 // not the client's own error: assume the worst
+	case !ue.Sent:
+		return rotation.NotSent, 0
+	case ue.MayStillApply():
+		return rotation.NoAnswer, 0
+	case errors.Is(ue, ErrUnauthorized):
+		return rotation.Rejected, 0
+	case errors.Is(ue, ErrRateLimited):
+		return rotation.Declined, ue.RetryAfter
+	case errors.Is(ue, ErrRefused):
+		return rotation.Declined, 0
+	default:
+		return rotation.Failed, 0
 	}
-	if !ue.Sent || errors.Is(ue, ErrRateLimited) || errors.Is(ue, ErrRefused) {
-		// It never reached inabit, or inabit declined before touching the token.
-		b.deleteWAL(ctx, s, walID)
-		rerr := unchangedError(refreshErr)
-		if ue.RetryAfter > 0 {
-			rerr.retryNotBefore = b.now().Add(ue.RetryAfter).UTC() // inabit said when to come back
+}
+
+func causeOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// probe asks inabit whether cfg's login token works by fetching an access token with it. Only
+// call it when no refresh with that token can still be running: an early "alive" would be
+// overtaken by a late refresh.
+func (b *backend) probe(ctx context.Context, client *inabitClient, cfg *inabitConfig) (rotation.Probe, rotation.Answer, error) {
+	pctx, cancel := context.WithTimeout(ctx, cfg.Budget().Probe())
+	defer cancel()
+	start, startMono := b.now(), b.mono()
+	tok, err := client.AccessToken(pctx, cfg.LoginToken)
+	a, _ := answerOf(err)
+	p := rotation.ProbeResult(a)
+	if p == rotation.Alive {
+		b.login.noteAlive(cfg.LoginToken)
+		_, gen := b.login.cachedAccess()
+		b.login.cacheAccess(gen, cfg.LoginToken, newAccessToken(tok, start, startMono))
+	}
+	return p, a, err
+}
+
+// probeBeforeRefreshLocked asks inabit, right before a refresh, whether the token works, unless
+// inabit issued an access token for it in this process and has not rejected it since: a dead
+// token is reported lost instead of refreshed (even after a restart forgot an earlier
+// rejection), and no refresh is sent while inabit cannot vouch for it.
+func (b *backend) probeBeforeRefreshLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient, trigger string) error {
+	if !cfg.ProbeBeforeRefresh && b.login.provenAlive(cfg.LoginToken) {
+		return nil
+	}
+	p, a, err := b.probe(ctx, client, cfg)
+	_, rejected := b.login.rejection(cfg.LoginToken)
+	o, proceed := rotation.BeforeRefresh(p, a, causeOf(err), rejected || cfg.ProbeBeforeRefresh)
+	if proceed {
+		return nil
+	}
+	return b.conclude(ctx, s, cfg, trigger, o, err)
+}
+
+// confirmTokenLocked is the tick's second look at a token a read saw inabit reject, or one whose
+// status says it is not yet proven to work: LOST within a tick or two of the first rejection,
+// healthy again once inabit issues an access token with it. Callers hold b.mu.
+func (b *backend) confirmTokenLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig) (*inabitConfig, error) {
+	at, rejected := b.login.rejection(cfg.LoginToken)
+	switch {
+	case rejected && b.mono()-at < rotation.ConfirmAfter:
+		return cfg, nil // a second answer a few seconds later, not the same glitch twice
+	case !rejected && !cfg.ProbeBeforeRefresh:
+		return cfg, nil
+	}
+	p, a, err := b.probe(ctx, b.clientFor(cfg), cfg)
+	o, changed := rotation.ConfirmRejection(p, a, causeOf(err))
+	switch {
+	case !changed:
+		updated, werr := b.writeStatus(ctx, s, cfg.LoginToken, func(c *inabitConfig) bool {
+			if !c.ProbeBeforeRefresh || c.LoginTokenLost {
+				return false
+			}
+			c.clearRotationStatus()
+			return true
+		})
+		if werr != nil || updated == nil {
+			return cfg, nil
 		}
-		return b.recordFailure(ctx, s, cfg, trigger, rerr)
+		return updated, nil
+	case o.Kind == rotation.Unconfirmed && cfg.ProbeBeforeRefresh:
+		return cfg, nil // already said; the rotation, if due, asks again
+	}
+	return nil, b.conclude(ctx, s, cfg, triggerConfirm, o, err)
+}
+
+// concludeRefreshFailure decides what a failed refresh means for the login token.
+func (b *backend) concludeRefreshFailure(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient, trigger string, r refreshResult) error {
+	a, retryAfter := answerOf(r.refreshErr)
+	o, probe := rotation.AfterRefresh(a, causeOf(r.refreshErr), retryAfter, r.startedAt, b.now(), cfg.Budget())
+	if !probe {
+		if o.Kind != rotation.Pending {
+			b.deleteWAL(ctx, s, r.walID) // it never reached inabit, or inabit declined it
+		}
+		// Pending: inabit may be applying the refresh right now. The WAL entry stays and nothing
+		// is asked or sent until it is settled.
+		return b.conclude(ctx, s, cfg, trigger, o, r.refreshErr)
 	}
 	// inabit answered with an error, so the call is over and the old token can be asked now.
-	switch state, probeErr := b.probeOldToken(ctx, client, cfg); state {
-	case tokenAlive:
-		b.deleteWAL(ctx, s, walID)
-		return b.recordFailure(ctx, s, cfg, trigger, unchangedError(refreshErr))
-	case tokenDead:
-		if errors.Is(refreshErr, ErrUnauthorized) {
-			return b.recordLost(ctx, s, cfg, trigger, walID, rejectedTokenError(refreshErr, b.configPath()))
-		}
-		return b.recordLost(ctx, s, cfg, trigger, walID, &rotationError{lost: true, err: refreshErr, msg: lostTokenMessage(startedAt, refreshErr, b.configPath())})
-	default:
-		// Our refresh is settled (inabit answered it), but whether the token works is not.
-		b.deleteWAL(ctx, s, walID)
-		if errors.Is(refreshErr, ErrUnauthorized) {
-			b.noteRejected(cfg.LoginToken)
-		}
-		return b.recordFailure(ctx, s, cfg, trigger, &rotationError{err: refreshErr, probeFirst: errors.Is(refreshErr, ErrUnauthorized), msg: fmt.Sprintf(
-			"refreshing the login token failed (%v) and inabit could not be asked whether the login token still works (%v); "+
-				"no refresh is sent with it until inabit confirms it works", refreshErr, probeErr)})
+	p, _, probeErr := b.probe(ctx, client, cfg)
+	o = rotation.AfterRefreshProbe(o, p)
+	if o.Kind == rotation.Lost {
+		return b.concludeLost(ctx, s, cfg, trigger, r.walID, o, r.refreshErr)
 	}
-}
-
-func unchangedError(cause error) *rotationError {
-	return &rotationError{err: cause, msg: fmt.Sprintf("refreshing the login token failed (%v); the login token is unchanged and still valid; retrying later", cause)}
-}
-
-func outcomeUnknownError(cfg *inabitConfig, startedAt time.Time, cause error) *rotationError {
-	checkAt := cfg.outcomeCheckAt(startedAt)
-	return &rotationError{pending: true, checkAt: checkAt, err: cause, msg: fmt.Sprintf(
-		"the login-token refresh started at %s got no answer from inabit itself (%v): inabit may still apply it: outcome unknown, "+
-			"checked again at %s. No refresh is sent until then and the stored login token stays in use; "+
-			"if inabit did apply the refresh, the login token is reported lost then", formatTime(startedAt), cause, formatTime(checkAt))}
-}
-
-func rejectedTokenError(cause error, configPath string) *rotationError {
-	return &rotationError{lost: true, err: cause, msg: fmt.Sprintf("LOGIN TOKEN LOST: inabit rejected the stored login token (%v): it has expired, "+
-		"been revoked, or been refreshed outside Vault. No refresh is sent with it again. "+
-		"Ask inabit support for a new login token and write it to %s (login_token)", cause, configPath)}
-}
-
-func lostTokenMessage(startedAt time.Time, cause error, configPath string) string {
-	msg := fmt.Sprintf("LOGIN TOKEN LOST: inabit applied the login-token refresh started at %s, but its answer (the new token) "+
-		"never reached Vault storage", formatTime(startedAt))
-	if cause != nil {
-		msg += fmt.Sprintf(" (%v)", cause)
+	b.deleteWAL(ctx, s, r.walID)
+	if o.Kind == rotation.Unconfirmed && probeErr != nil {
+		o.Cause += "; asking whether the login token still works: " + probeErr.Error()
 	}
-	return msg + "; inabit has killed the stored token. Ask inabit support for a new login token and write it to " + configPath + " (login_token)"
+	return b.conclude(ctx, s, cfg, trigger, o, r.refreshErr)
+}
+
+// concludeUnsaved reports a rotated token that storage refused. It is held in memory on this
+// node and used for every read, unless this node is no longer the active one: then it is gone
+// with the node, and the answer says so instead of promising what cannot be kept.
+func (b *backend) concludeUnsaved(ctx context.Context, r refreshResult, trigger string) error {
+	o := rotation.Outcome{Kind: rotation.Held, Why: rotation.WhySave, Cause: r.saveErr.Error(), StartedAt: r.newCfg.LastRotatedAt}
+	if b.stopping.Load() || !b.WriteSafeReplicationState() || errors.Is(r.saveErr, logical.ErrReadOnly) {
+		o.Kind = rotation.Dropped
+	}
+	msg := rotation.Message(o, b.configPath())
+	r.newCfg.Status.Apply(o, msg, b.now())
+	b.login.hold(r.newCfg, r.walID)
+	b.logger.Error("rotated login token could not be saved", "held_in_memory", o.Kind == rotation.Held, "error", r.saveErr)
+	b.sendRotationEvent(ctx, eventRotateFail, trigger, "error", msg, "login_token_lost", "false")
+	return &outcomeError{outcome: o, msg: msg, err: r.saveErr}
+}
+
+// verifyRotatedToken proves the new token works and warms the cache for readers waiting behind
+// this rotation. A new token that is not a JWT with a future exp, or that inabit does not accept
+// at once, is not reported healthy: the status says so, reads warn, and the next tick asks again
+// (a rejection confirmed then is LOST). It returns that report for rotate-root's warning.
+func (b *backend) verifyRotatedToken(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger string) *outcomeError {
+	var problem string
+	if cl, err := parseClaims(cfg.LoginToken); err != nil {
+		problem = "inabit's new login token is " + err.Error()
+	} else if !cl.ExpiresAt.IsZero() && !cl.ExpiresAt.After(b.now()) {
+		problem = "inabit's new login token expired at " + formatTime(cl.ExpiresAt)
+	}
+	if _, err := b.accessToken(ctx, s); err != nil {
+		if problem != "" {
+			problem += "; "
+		}
+		problem += "fetching an access token with it failed: " + err.Error()
+	}
+	if problem == "" {
+		return nil
+	}
+	var oerr *outcomeError
+	errors.As(b.conclude(ctx, s, cfg, trigger, rotation.Outcome{Kind: rotation.Unconfirmed, Why: rotation.WhyVerify, Cause: problem}, nil), &oerr)
+	return oerr
 }
 
 // errTokenMovedOn: the stored login token changed since the rotation read it.
 var errTokenMovedOn = errors.New("the stored login token changed since this rotation read it")
 
-// recordLost records a lost token, and only then drops the WAL entry: until LOST is in storage,
-// the entry is what makes the next tick find out again.
-func (b *backend) recordLost(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger, walID string, rerr *rotationError) error {
-	err := b.recordFailure(ctx, s, cfg, trigger, rerr)
-	if rerr.recorded {
+// concludeLost records a lost token, and only then drops the WAL entry: until LOST is in
+// storage, the entry is what makes the next tick find out again.
+func (b *backend) concludeLost(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger, walID string, o rotation.Outcome, cause error) error {
+	err := b.conclude(ctx, s, cfg, trigger, o, cause)
+	if oerr := (*outcomeError)(nil); errors.As(err, &oerr) && oerr.recorded {
 		b.deleteWAL(ctx, s, walID)
 	}
 	return err
 }
 
-// recordFailure stores the failure in the status fields, logs it and sends the fail event. It
-// returns rerr so callers can `return b.recordFailure(...)`.
-func (b *backend) recordFailure(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger string, rerr *rotationError) error {
+// conclude records a failed outcome in the status fields, logs it and sends the fail event; it
+// returns the *outcomeError callers return.
+func (b *backend) conclude(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger string, o rotation.Outcome, cause error) error {
 	now := b.now().UTC()
-	updated, err := b.writeStatus(ctx, s, cfg.LoginToken, func(c *inabitConfig) bool {
-		if c.LoginTokenLost && !rerr.lost {
-			return false // LOST is sticky: nothing but a new login token replaces it
-		}
-		applyFailureStatus(c, rerr, now)
-		return true
-	})
-	rerr.recorded = err == nil || errors.Is(err, errTokenMovedOn)
+	msg := rotation.Message(o, b.configPath())
+	oerr := &outcomeError{outcome: o, msg: msg, err: cause}
+	updated, err := b.writeStatus(ctx, s, cfg.LoginToken, func(c *inabitConfig) bool { return c.Status.Apply(o, msg, now) })
+	oerr.recorded = err == nil || errors.Is(err, errTokenMovedOn)
 	switch {
 	case errors.Is(err, errTokenMovedOn):
-		b.logger.Warn("rotation status not recorded: the stored login token changed meanwhile", "trigger", trigger, "error", rerr.msg)
-		return rerr
+		b.logger.Warn("rotation status not recorded: the stored login token changed meanwhile", "trigger", trigger, "error", msg)
+		return oerr
 	case err != nil:
 		// Storage refused it, but this node still says it: reads warn from the cached config.
 		b.logger.Error("could not record rotation failure in storage", "error", err)
 		updated = cfg.clone()
-		applyFailureStatus(updated, rerr, now)
-		b.stateMu.Lock()
-		if !b.unsaved && b.config != nil && b.config.LoginToken == cfg.LoginToken {
-			b.config = updated.clone()
-		}
-		b.stateMu.Unlock()
+		updated.Status.Apply(o, msg, now)
+		b.login.statusWritten(updated)
 	}
-
-	lost := "false"
-	if rerr.lost {
-		lost = "true"
-		b.logger.Error("login token rotation failed and the login token is lost", "trigger", trigger, "error", rerr.msg)
+	if o.Kind == rotation.Lost {
+		b.logger.Error("login token rotation failed and the login token is lost", "trigger", trigger, "error", msg)
 	} else {
 		b.logger.Error("login token rotation failed", "trigger", trigger, "failures", updated.RotationFailures,
-			"next_attempt_at", formatTime(updated.nextRotationAt(now)), "error", rerr.msg)
+			"next_attempt_at", formatTime(updated.nextRotationAt(now)), "error", msg)
 	}
-	b.sendRotationEvent(ctx, eventRotateFail, trigger, "error", rerr.msg, "login_token_lost", lost)
-	return rerr
-}
-
-func applyFailureStatus(c *inabitConfig, rerr *rotationError, now time.Time) {
-	c.LastRotationError = rerr.msg
-	c.LastRotationErrorAt = now
-	c.RotationFailures++
-	c.LoginTokenLost = rerr.lost
-	c.OutcomeCheckAt = rerr.checkAt
-	c.RetryNotBefore = rerr.retryNotBefore
-	c.ProbeBeforeRefresh = c.ProbeBeforeRefresh || rerr.probeFirst
+	b.sendRotationEvent(ctx, eventRotateFail, trigger, "error", msg, "login_token_lost", o.EventLost())
+	return oerr
 }
 
 // writeStatus applies update to the stored config, but only while it still holds loginToken: a
@@ -208,11 +242,7 @@ func (b *backend) writeStatus(ctx context.Context, s logical.Storage, loginToken
 			lastErr = err
 			continue
 		}
-		b.stateMu.Lock()
-		if !b.unsaved && (b.config == nil || b.config.LoginToken == loginToken) {
-			b.config = cur.clone()
-		}
-		b.stateMu.Unlock()
+		b.login.statusWritten(cur)
 		return cur, nil
 	}
 	return nil, lastErr

@@ -14,18 +14,6 @@ import (
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
-func TestRotationRetryDelay(t *testing.T) {
-	want := []time.Duration{0, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
-	for n, w := range want {
-		if got := rotationRetryDelay(n); got != w {
-			t.Errorf("delay after %d failures = %s, want %s", n, got, w)
-		}
-	}
-	if got := rotationRetryDelay(1000); got != time.Hour {
-		t.Errorf("delay after 1000 failures = %s, want the 1h cap", got)
-	}
-}
-
 func TestPeriodicRotation(t *testing.T) {
 	cases := []struct {
 		name         string
@@ -284,6 +272,8 @@ func TestCrashRecovery(t *testing.T) {
 			env.b.Cleanup(context.Background())
 			env.b.WALRollbackMinAge = time.Millisecond
 			time.Sleep(1100 * time.Millisecond) // WAL CreatedAt has one-second resolution
+			env.tick(t)                         // first sight of the entry on this node: it waits the grace
+			env.clock.advance(11 * time.Minute)
 			env.tick(t)
 
 			if n := walCount(t, env); n != 0 {
@@ -424,37 +414,51 @@ func TestCleanWithUnsavedTokenLogsLoudly(t *testing.T) {
 	}
 }
 
-func TestStaleWALSettledOnNextTick(t *testing.T) {
+// TestUnfinishedRefreshIsSettledOnlyAfterGraceOnThisNodesClock: an entry is settled (its old token
+// probed) request_timeout + 2s + MaxRecordLatency + refresh_grace_period after this node first
+// saw it, on its monotonic clock, whatever the writer's stamp says: under any skew or step, that
+// never comes before inabit may have stopped applying the refresh.
+func TestUnfinishedRefreshIsSettledOnlyAfterGraceOnThisNodesClock(t *testing.T) {
+	const settleAfter = time.Second + 2*time.Second + 10*time.Second + 10*time.Minute
 	cases := []struct {
 		name      string
-		age       time.Duration
+		stampAge  time.Duration
 		killToken bool
-		wantWALs  int
-		wantLost  bool
 	}{
-		{"young entry may be a live rotation elsewhere", 9 * time.Minute, true, 1, false},
-		{"stale entry, refresh never applied", 16 * time.Minute, false, 0, false},
-		{"stale entry, refresh applied and answer lost", 16 * time.Minute, true, 0, true},
+		{"young stamp, refresh applied and answer lost", 9 * time.Minute, true},
+		{"stale stamp, refresh never applied", 16 * time.Minute, false},
+		{"stale stamp, refresh applied and answer lost", 16 * time.Minute, true},
+		{"stamp a day in the future (writer's clock ahead)", -24 * time.Hour, true},
+		{"stamp a year old (writer's clock behind)", 365 * 24 * time.Hour, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newTestEnv(t, mockinabit.Options{})
-			env.configure(t, map[string]interface{}{"request_timeout": 1}) // settled at once only when older than request_timeout + refresh_grace_period + 5m of clock skew
+			env.configure(t, map[string]interface{}{"request_timeout": 1})
 			cfg, _ := readConfig(context.Background(), env.storage)
 			if _, err := framework.PutWAL(context.Background(), env.storage, walKindRotation,
-				&rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: env.clock.now().Add(-tc.age)}); err != nil {
+				&rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: env.clock.now().Add(-tc.stampAge)}); err != nil {
 				t.Fatal(err)
 			}
 			if tc.killToken {
 				env.mock.IssueLoginToken()
 			}
-			env.tick(t) // rotation is not due: only the WAL check can act
-			if got := walCount(t, env); got != tc.wantWALs {
-				t.Fatalf("WAL entries = %d, want %d", got, tc.wantWALs)
+			env.mock.ResetCalls()
+			for _, step := range []time.Duration{0, settleAfter - 2*time.Second} {
+				env.clock.advance(step)
+				env.tick(t) // rotation is not due: only the WAL check can act
+				if got, probes := walCount(t, env), env.mock.Calls(mockinabit.OpAccessToken); got != 1 || probes != 0 {
+					t.Fatalf("%s after first sight: WAL entries = %d, probes = %d; want 1 and 0", step, got, probes)
+				}
+			}
+			env.clock.advance(3 * time.Second)
+			env.tick(t)
+			if got := walCount(t, env); got != 0 {
+				t.Fatalf("WAL entries = %d once the grace passed on this node's clock, want 0", got)
 			}
 			lost := strings.Contains(env.readConfig(t)["last_rotation_error"].(string), "LOGIN TOKEN LOST")
-			if lost != tc.wantLost {
-				t.Fatalf("reported lost = %v, want %v", lost, tc.wantLost)
+			if lost != tc.killToken {
+				t.Fatalf("reported lost = %v, want %v", lost, tc.killToken)
 			}
 			if env.mock.Calls(mockinabit.OpRefresh) != 0 {
 				t.Fatal("settling a WAL must not refresh")

@@ -98,7 +98,7 @@ type sim struct {
 func newSim(seed int64) *sim {
 	simGoroutine.Store(goroutineID())
 	rng := rand.New(rand.NewSource(seed))
-	clock := &vclock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := &vclock{t: simEpoch}
 	s := &sim{seed: seed, rng: rng, clock: clock, store: newSimStore(), manual: map[string]bool{}, uuids: map[string]string{}}
 	s.model = newSimInabit(clock, rand.New(rand.NewSource(seed*7919+1)))
 	s.model.grace = s.grace
@@ -119,6 +119,9 @@ func newSim(seed int64) *sim {
 	return s
 }
 
+// simEpoch is where every simulation's virtual clock starts.
+var simEpoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func (s *sim) newInstance(slot int) *simInstance {
 	s.nextID++
 	inst := &simInstance{id: s.nextID, slot: slot, logs: &simLog{}, events: logical.NewMockEventSender()}
@@ -134,6 +137,7 @@ func (s *sim) newInstance(slot int) *simInstance {
 	}
 	b := raw.(*backend)
 	b.now = s.clock.now
+	b.mono = func() time.Duration { return s.clock.now().Sub(simEpoch) }
 	b.transport = &simTransport{m: s.model, instID: inst.id}
 	b.noRetryWait = true
 	inst.b = b

@@ -51,7 +51,7 @@ func TestSimulationCatchesPlantedViolations(t *testing.T) {
 			s.model.mu.Lock()
 			s.model.rejectedTo[tok] = map[int]bool{s.slots[s.active].id: true}
 			s.model.mu.Unlock()
-			s.rotateRootWith(0)
+			s.onRefresh(s.slots[s.active].id, tok, false) // the node refreshes it anyway
 		}},
 	}
 	for _, tc := range cases {

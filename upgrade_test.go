@@ -1,6 +1,8 @@
 package inabit
 
 import (
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
+
 	"context"
 	"os"
 	"path/filepath"
@@ -111,7 +113,7 @@ func TestStoredConfigFromEveryReleaseLoads(t *testing.T) {
 				"login_token_lost":     false,
 				"rotation_schedule":    "",
 				"rotation_window":      int64(0),
-				"next_rotation_reason": reasonPeriod,
+				"next_rotation_reason": rotation.ReasonPeriod,
 			}
 			for k, v := range fx.want {
 				want[k] = v

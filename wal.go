@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
 // Unfinished rotations. A WAL entry is written before every refresh and deleted once its outcome
@@ -21,7 +23,7 @@ const (
 	walKindRotation = "login-token-rotation"
 	// defaultWALRollbackMinAge keeps Vault's own WAL rollback away from entries the periodic tick
 	// is still waiting on (refresh_grace_period is at most 1h); it is only a backstop.
-	defaultWALRollbackMinAge = maxRefreshGracePeriod + maxRotationDuration + 10*time.Minute
+	defaultWALRollbackMinAge = rotation.MaxRecordLatency + maxRequestTimeout + rotation.CallSlack + maxRefreshGracePeriod + maxRotationDuration + 10*time.Minute
 )
 
 // rotationWAL records that a refresh may be in flight. It holds no secret: a hash is enough to
@@ -32,7 +34,7 @@ type rotationWAL struct {
 }
 
 // settleWALsLocked settles every unfinished rotation of the stored token that is old enough, and
-// returns a pending *rotationError while any is still too young. It returns the config to rotate
+// returns a Pending *outcomeError while any is still too young. It returns the config to rotate
 // from. Callers hold b.mu and pass a detached context.
 func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig) (*inabitConfig, error) {
 	ids, err := framework.ListWAL(ctx, s)
@@ -59,22 +61,12 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 			b.deleteWAL(ctx, s, id)
 			continue
 		}
-		checkAt := cfg.outcomeCheckAt(w.StartedAt)
-		seen := b.noteWALSeen(id, b.now())
-		if b.now().Before(checkAt.Add(clockSkew)) {
-			// Near the boundary the writer's clock may be behind ours: also wait the grace on
-			// this node's own clock, from when it first saw the entry.
-			if local := cfg.outcomeCheckAt(seen); local.After(checkAt) {
-				checkAt = local
-			}
-		}
-		if cfg.OutcomeCheckAt.After(checkAt) {
-			checkAt = cfg.OutcomeCheckAt // a settle attempt already failed: wait as the status says
-		}
-		if b.now().Before(checkAt) {
-			pending = &rotationError{pending: true, checkAt: checkAt, msg: fmt.Sprintf(
-				"a login-token refresh started at %s (on this node or one that has since stopped) may still be applied by inabit: "+
-					"its outcome unknown, checked again at %s; no refresh is sent until then", formatTime(w.StartedAt), formatTime(checkAt))}
+		// Timed on this node's monotonic clock from when it first saw the entry: no wall-clock
+		// step here and no skew of the writer's clock can make it settle early.
+		seen := b.login.walSeenAt(id, b.mono())
+		if due, wait := rotation.SettleDue(b.mono()-seen, cfg.Budget()); !due {
+			o := rotation.PendingSettle(w.StartedAt, b.now().Add(wait).UTC())
+			pending = &outcomeError{outcome: o, msg: rotation.Message(o, b.configPath())}
 			continue
 		}
 		if cfg, err = b.settleWAL(ctx, s, cfg, id, w); err != nil {
@@ -89,8 +81,10 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 
 // settleWAL probes the old token of one rotation that is past its grace period.
 func (b *backend) settleWAL(ctx context.Context, s logical.Storage, cfg *inabitConfig, id string, w *rotationWAL) (*inabitConfig, error) {
-	switch state, probeErr := b.probeOldToken(ctx, b.clientFor(cfg), cfg); state {
-	case tokenAlive:
+	p, a, probeErr := b.probe(ctx, b.clientFor(cfg), cfg)
+	o := rotation.AfterSettleProbe(p, a, causeOf(probeErr), w.StartedAt, b.now())
+	switch o.Kind {
+	case rotation.Settled:
 		b.deleteWAL(ctx, s, id)
 		b.logger.Info("an unfinished login-token refresh was not applied: the login token still works", "started_at", formatTime(w.StartedAt))
 		updated, err := b.writeStatus(ctx, s, cfg.LoginToken, func(c *inabitConfig) bool {
@@ -104,14 +98,10 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, cfg *inabitC
 			return cfg, nil
 		}
 		return updated, nil
-	case tokenDead:
-		return nil, b.recordLost(ctx, s, cfg, triggerSettle, id, &rotationError{lost: true, err: probeErr,
-			msg: lostTokenMessage(w.StartedAt, nil, b.configPath())})
+	case rotation.Lost:
+		return nil, b.concludeLost(ctx, s, cfg, triggerSettle, id, o, probeErr)
 	default:
-		retryAt := b.now().Add(time.Minute).UTC()
-		return nil, b.recordFailure(ctx, s, cfg, triggerSettle, &rotationError{pending: true, checkAt: retryAt, err: probeErr, msg: fmt.Sprintf(
-			"the login-token refresh started at %s got no answer, and inabit cannot be asked whether it was applied (%v): "+
-				"its outcome unknown, checked again at %s; no refresh is sent until then", formatTime(w.StartedAt), probeErr, formatTime(retryAt))})
+		return nil, b.conclude(ctx, s, cfg, triggerSettle, o, probeErr)
 	}
 }
 
@@ -144,11 +134,11 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	ctx, cancel := detached(ctx, maxRotationDuration)
 	defer cancel()
 	_, err := b.prepareRotationLocked(ctx, req.Storage)
-	var rerr *rotationError
+	var oerr *outcomeError
 	switch {
 	case errors.Is(err, errNoConfig):
 		return nil // nothing left to protect
-	case errors.As(err, &rerr) && rerr.lost && rerr.recorded:
+	case errors.As(err, &oerr) && oerr.outcome.Kind == rotation.Lost && oerr.recorded:
 		return nil // LOST is in storage; the entry has served its purpose
 	default:
 		return err

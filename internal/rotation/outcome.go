@@ -1,0 +1,252 @@
+package rotation
+
+import "time"
+
+// MaxRetryAfter caps inabit's Retry-After: a WAF can send ten years, and a rotation must never be
+// held back past the token's expiry by one answer.
+const MaxRetryAfter = time.Hour
+
+// Answer is how a call to inabit ended, as far as the login token is concerned. Only Rejected and
+// Failed (and success) are inabit's own word that the call is over; NoAnswer leaves inabit free
+// to apply a refresh after our client gave up.
+type Answer int
+
+const (
+	// Succeeded: inabit answered with the token asked for.
+	Succeeded Answer = iota
+	// NotSent: nothing left this host (the connection was never made): nothing was applied.
+	NotSent
+	// Declined: inabit declined before touching the token (a 429, or its own GraphQL FORBIDDEN).
+	Declined
+	// Rejected: inabit's own GraphQL UNAUTHENTICATED: the token presented is dead.
+	Rejected
+	// Failed: inabit answered with another GraphQL error: the call is over and was not applied.
+	Failed
+	// NoAnswer: sent, and no answer of inabit's own came back (a timeout, a dropped connection, a
+	// 5xx, a proxy's page, a gateway's 401, garbage): a refresh may still be applied.
+	NoAnswer
+)
+
+var answerNames = map[Answer]string{Succeeded: "succeeded", NotSent: "not sent", Declined: "declined",
+	Rejected: "rejected", Failed: "failed", NoAnswer: "no answer"}
+
+func (a Answer) String() string { return answerNames[a] }
+
+// Probe is what asking inabit for an access token with a login token found.
+type Probe int
+
+const (
+	Alive   Probe = iota // inabit issued an access token with it
+	Dead                 // inabit itself rejected it
+	Unknown              // no word of inabit's own either way
+)
+
+// ProbeResult reads an access-token query's answer as a probe of the login token it presented.
+func ProbeResult(a Answer) Probe {
+	switch a {
+	case Succeeded:
+		return Alive
+	case Rejected:
+		return Dead
+	default:
+		return Unknown
+	}
+}
+
+// Kind is what a rotation attempt concluded.
+type Kind int
+
+const (
+	// Rotated: the new login token is stored and in use.
+	Rotated Kind = iota
+	// Held: the new token is in use but storage refused it; it is held in memory on this node
+	// and saving is retried every tick.
+	Held
+	// Dropped: inabit minted a new token, but this node stopped being active before it was saved:
+	// the next active node settles the rotation and reports the token lost.
+	Dropped
+	// Skipped: no refresh was sent (storage refused the records, or inabit could not be asked
+	// whether the token works); the login token is unchanged.
+	Skipped
+	// Unchanged: the refresh failed, inabit says the login token still works; retried later.
+	Unchanged
+	// Pending: the refresh may still be applied by inabit; settled at CheckAt.
+	Pending
+	// Unconfirmed: inabit rejected the login token once and could not be asked again.
+	Unconfirmed
+	// Lost: the stored login token is dead. Sticky.
+	Lost
+	// Settled: an unfinished refresh was not applied; the stored token works.
+	Settled
+)
+
+var kindNames = map[Kind]string{Rotated: "rotated", Held: "held", Dropped: "dropped", Skipped: "skipped",
+	Unchanged: "unchanged", Pending: "pending", Unconfirmed: "unconfirmed", Lost: "lost", Settled: "settled"}
+
+func (k Kind) String() string { return kindNames[k] }
+
+// Why names the step that concluded, which selects the operator's message.
+type Why int
+
+const (
+	WhyRefresh       Why = iota // the refresh call itself
+	WhyProbeBefore              // the probe before a refresh
+	WhyRecords                  // the WAL and in-flight records
+	WhySave                     // saving the rotated token
+	WhySettle                   // settling an unfinished refresh
+	WhyReadRejection            // confirming a rejection that reads saw
+	WhyVerify                   // proving a just-rotated token works
+)
+
+// Outcome is one conclusion of the protocol, with what its message and status need.
+type Outcome struct {
+	Kind Kind
+	Why  Why
+	// Cause is the error's text, already free of tokens.
+	Cause string
+	// Answer is how the refresh (or the probe, for WhyProbeBefore and WhyReadRejection) ended.
+	Answer Answer
+	// StartedAt is when the refresh this is about was sent.
+	StartedAt time.Time
+	// CheckAt (Pending) is when it is expected to be settled.
+	CheckAt time.Time
+	// RetryNotBefore (Unchanged) is inabit's Retry-After, capped.
+	RetryNotBefore time.Time
+}
+
+// Failed says the outcome is a failure the status records.
+func (o Outcome) Failed() bool { return o.Kind != Rotated && o.Kind != Settled }
+
+// HTTPStatus is what rotate-root answers with.
+func (o Outcome) HTTPStatus() int {
+	switch o.Kind {
+	case Rotated, Held:
+		return 200 // Held: the call did its job; the warning says the rest
+	case Unconfirmed:
+		if o.Why == WhyVerify {
+			return 200 // rotated; the warning says inabit has not yet accepted the new token
+		}
+		return 502
+	case Pending:
+		return 503 // not this call's failure: nothing may be sent until the earlier refresh is settled
+	default:
+		return 502
+	}
+}
+
+// EventLost is the login_token_lost metadata of the fail event.
+func (o Outcome) EventLost() string {
+	if o.Kind == Lost {
+		return "true"
+	}
+	return "false"
+}
+
+// AfterRefresh decides what a failed refresh means. probe says the old token must be asked now
+// (inabit answered, so the call is over and an "alive" cannot be overtaken); otherwise o is final.
+func AfterRefresh(a Answer, cause string, retryAfter time.Duration, startedAt, now time.Time, b Budget) (o Outcome, probe bool) {
+	o = Outcome{Why: WhyRefresh, Answer: a, Cause: cause, StartedAt: startedAt}
+	switch a {
+	case NoAnswer:
+		o.Kind, o.CheckAt = Pending, b.OutcomeCheckAt(startedAt)
+		return o, false
+	case NotSent, Declined:
+		o.Kind = Unchanged
+		if retryAfter > 0 {
+			o.RetryNotBefore = now.Add(min(retryAfter, MaxRetryAfter)).UTC()
+		}
+		return o, false
+	default: // Rejected, Failed
+		return o, true
+	}
+}
+
+// AfterRefreshProbe concludes a refresh that inabit answered with an error, from a probe of the
+// old token made after that answer.
+func AfterRefreshProbe(refresh Outcome, p Probe) Outcome {
+	switch p {
+	case Alive:
+		refresh.Kind = Unchanged
+	case Dead:
+		refresh.Kind = Lost
+	default:
+		refresh.Kind = Unconfirmed
+	}
+	return refresh
+}
+
+// BeforeRefresh decides from the probe made right before a refresh whether the refresh may be
+// sent: never with a token inabit says is dead, and not while inabit cannot say it works.
+// rejectedBefore says a read saw inabit reject this token.
+func BeforeRefresh(p Probe, a Answer, cause string, rejectedBefore bool) (o Outcome, proceed bool) {
+	o = Outcome{Why: WhyProbeBefore, Answer: a, Cause: cause}
+	switch {
+	case p == Alive:
+		return o, true
+	case p == Dead:
+		o.Kind = Lost
+	case rejectedBefore:
+		o.Kind = Unconfirmed
+	default:
+		o.Kind = Skipped
+	}
+	return o, false
+}
+
+// ConfirmRejection concludes the second look at a token a read saw inabit reject.
+func ConfirmRejection(p Probe, a Answer, cause string) (o Outcome, changed bool) {
+	o = Outcome{Why: WhyReadRejection, Answer: a, Cause: cause}
+	switch p {
+	case Dead:
+		o.Kind = Lost
+	case Unknown:
+		o.Kind = Unconfirmed
+	default:
+		return o, false // alive after all: a glitch
+	}
+	return o, true
+}
+
+// SettleDue says whether an unfinished refresh may be settled now. seenFor is how long this node
+// has known of it, on its monotonic clock: since it sent the refresh, or since it first saw
+// another node's WAL entry (which was written before that node sent its refresh, so seenFor never
+// exceeds the refresh's true age). Counting only seenFor keeps the rule under any wall-clock step
+// or skew between nodes. wait is how much longer it must wait.
+func SettleDue(seenFor time.Duration, b Budget) (due bool, wait time.Duration) {
+	if seenFor >= b.SettleAfter() {
+		return true, 0
+	}
+	return false, b.SettleAfter() - seenFor
+}
+
+// AfterSettleProbe concludes an unfinished refresh from a probe of the old token made once
+// SettleDue: inabit can no longer apply it.
+func AfterSettleProbe(p Probe, a Answer, cause string, startedAt, now time.Time) Outcome {
+	o := Outcome{Why: WhySettle, Answer: a, Cause: cause, StartedAt: startedAt}
+	switch p {
+	case Alive:
+		o.Kind = Settled
+	case Dead:
+		o.Kind, o.Cause = Lost, "" // the probe's rejection says nothing the message does not
+	default:
+		o.Kind, o.CheckAt = Pending, now.Add(TickInterval).UTC()
+	}
+	return o
+}
+
+// PendingSettle is the outcome while an unfinished refresh is too young to settle.
+func PendingSettle(startedAt, checkAt time.Time) Outcome {
+	return Outcome{Kind: Pending, Why: WhySettle, Answer: NoAnswer, StartedAt: startedAt, CheckAt: checkAt}
+}
+
+// RetryDelay is how long periodic rotation waits after the n-th consecutive failure: 1m, 2m, 4m …
+// capped at 1h.
+func RetryDelay(failures int) time.Duration {
+	if failures <= 0 {
+		return 0
+	}
+	if failures > 7 {
+		return time.Hour
+	}
+	return min(time.Minute<<(failures-1), time.Hour)
+}

@@ -1,0 +1,195 @@
+package rotation
+
+import (
+	"testing"
+	"time"
+)
+
+var (
+	t0     = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	budget = Budget{RequestTimeout: 30 * time.Second, Grace: 10 * time.Minute}
+)
+
+// TestAfterRefreshOnlyInabitsOwnAnswerDecidesAtOnce: a refresh with no answer of inabit's own is
+// pending until the grace has passed since our call gave up; a call that never left or that
+// inabit declined leaves the token unchanged; inabit's error answers send us to probe.
+func TestAfterRefreshOnlyInabitsOwnAnswerDecidesAtOnce(t *testing.T) {
+	cases := []struct {
+		answer     Answer
+		retryAfter time.Duration
+		wantKind   Kind
+		wantProbe  bool
+		wantCheck  time.Time
+		wantRetry  time.Time
+	}{
+		{NoAnswer, 0, Pending, false, t0.Add(10*time.Second + 32*time.Second + 10*time.Minute), time.Time{}},
+		{NotSent, 0, Unchanged, false, time.Time{}, time.Time{}},
+		{Declined, 0, Unchanged, false, time.Time{}, time.Time{}},
+		{Declined, 30 * time.Second, Unchanged, false, time.Time{}, t0.Add(time.Minute + 30*time.Second)},
+		{Declined, 10 * 365 * 24 * time.Hour, Unchanged, false, time.Time{}, t0.Add(time.Minute + MaxRetryAfter)},
+		{Rejected, 0, 0, true, time.Time{}, time.Time{}},
+		{Failed, 0, 0, true, time.Time{}, time.Time{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.answer.String(), func(t *testing.T) {
+			o, probe := AfterRefresh(tc.answer, "cause", tc.retryAfter, t0, t0.Add(time.Minute), budget)
+			if probe != tc.wantProbe {
+				t.Fatalf("probe = %v, want %v", probe, tc.wantProbe)
+			}
+			if probe {
+				return
+			}
+			if o.Kind != tc.wantKind || !o.CheckAt.Equal(tc.wantCheck) || !o.RetryNotBefore.Equal(tc.wantRetry) {
+				t.Fatalf("outcome = %v check %v retry %v; want %v check %v retry %v", o.Kind, o.CheckAt, o.RetryNotBefore, tc.wantKind, tc.wantCheck, tc.wantRetry)
+			}
+		})
+	}
+}
+
+// TestProbeAfterAnsweredRefreshDecidesLost: after inabit answered the refresh, the old token's
+// probe decides: alive is unchanged, dead is lost, unknown is unconfirmed (probe before refresh).
+func TestProbeAfterAnsweredRefreshDecidesLost(t *testing.T) {
+	for p, want := range map[Probe]Kind{Alive: Unchanged, Dead: Lost, Unknown: Unconfirmed} {
+		for _, a := range []Answer{Rejected, Failed} {
+			refresh, _ := AfterRefresh(a, "x", 0, t0, t0, budget)
+			if got := AfterRefreshProbe(refresh, p).Kind; got != want {
+				t.Errorf("refresh %s, probe %d: %s, want %s", a, p, got, want)
+			}
+		}
+	}
+}
+
+// TestNoRefreshWithoutInabitVouchingForTheToken: a refresh is sent only when the probe says alive.
+func TestNoRefreshWithoutInabitVouchingForTheToken(t *testing.T) {
+	cases := []struct {
+		probe          Probe
+		rejectedBefore bool
+		wantProceed    bool
+		wantKind       Kind
+	}{
+		{Alive, false, true, 0},
+		{Alive, true, true, 0},
+		{Dead, false, false, Lost},
+		{Dead, true, false, Lost},
+		{Unknown, false, false, Skipped},
+		{Unknown, true, false, Unconfirmed},
+	}
+	for _, tc := range cases {
+		o, proceed := BeforeRefresh(tc.probe, NoAnswer, "", tc.rejectedBefore)
+		if proceed != tc.wantProceed || (!proceed && o.Kind != tc.wantKind) {
+			t.Errorf("probe %d rejectedBefore %v: proceed %v kind %s; want %v %s", tc.probe, tc.rejectedBefore, proceed, o.Kind, tc.wantProceed, tc.wantKind)
+		}
+	}
+}
+
+// TestReadRejectionConfirmedBySecondAnswer: a rejection seen by a read becomes LOST only when a
+// second answer agrees; alive clears it; no answer leaves it unconfirmed.
+func TestReadRejectionConfirmedBySecondAnswer(t *testing.T) {
+	for p, want := range map[Probe]struct {
+		kind    Kind
+		changed bool
+	}{Alive: {0, false}, Dead: {Lost, true}, Unknown: {Unconfirmed, true}} {
+		o, changed := ConfirmRejection(p, Succeeded, "")
+		if changed != want.changed || changed && o.Kind != want.kind {
+			t.Errorf("probe %d: %s %v, want %s %v", p, o.Kind, changed, want.kind, want.changed)
+		}
+	}
+}
+
+// TestSettleWaitsTheGraceOnThisNodesClock: an unfinished refresh is settled only once this node
+// has known of it for MaxRecordLatency + request_timeout + CallSlack + grace.
+func TestSettleWaitsTheGraceOnThisNodesClock(t *testing.T) {
+	need := MaxRecordLatency + budget.RequestTimeout + CallSlack + budget.Grace
+	for _, tc := range []struct {
+		seenFor  time.Duration
+		wantDue  bool
+		wantWait time.Duration
+	}{
+		{0, false, need},
+		{need - time.Nanosecond, false, time.Nanosecond},
+		{need, true, 0},
+		{need + time.Hour, true, 0},
+	} {
+		due, wait := SettleDue(tc.seenFor, budget)
+		if due != tc.wantDue || wait != tc.wantWait {
+			t.Errorf("seen for %s: due %v wait %s, want %v %s", tc.seenFor, due, wait, tc.wantDue, tc.wantWait)
+		}
+	}
+	for p, want := range map[Probe]Kind{Alive: Settled, Dead: Lost, Unknown: Pending} {
+		o := AfterSettleProbe(p, Succeeded, "c", t0, t0.Add(time.Hour))
+		if o.Kind != want {
+			t.Errorf("settle probe %d: %s, want %s", p, o.Kind, want)
+		}
+		if want == Pending && !o.CheckAt.Equal(t0.Add(time.Hour+TickInterval)) {
+			t.Errorf("unknown settle probe checks again at %v, want a tick later", o.CheckAt)
+		}
+	}
+}
+
+// TestProbeResultOnlyInabitsRejectionIsDead.
+func TestProbeResultOnlyInabitsRejectionIsDead(t *testing.T) {
+	want := map[Answer]Probe{Succeeded: Alive, Rejected: Dead, NotSent: Unknown, Declined: Unknown, Failed: Unknown, NoAnswer: Unknown}
+	for a, p := range want {
+		if got := ProbeResult(a); got != p {
+			t.Errorf("%s: %d, want %d", a, got, p)
+		}
+	}
+}
+
+// TestLostIsStickyInTheStatus: nothing but another Lost replaces LOST.
+func TestLostIsStickyInTheStatus(t *testing.T) {
+	st := Status{}
+	if !st.Apply(Outcome{Kind: Lost}, "LOST", t0) || !st.LoginTokenLost || st.RotationFailures != 1 {
+		t.Fatalf("lost not recorded: %+v", st)
+	}
+	for _, k := range []Kind{Unchanged, Pending, Unconfirmed, Skipped, Held} {
+		if st.Apply(Outcome{Kind: k, CheckAt: t0}, "other", t0) || st.LastRotationError != "LOST" || !st.LoginTokenLost {
+			t.Fatalf("%s replaced LOST: %+v", k, st)
+		}
+	}
+	if !st.Apply(Outcome{Kind: Lost}, "LOST again", t0) || st.RotationFailures != 2 {
+		t.Fatalf("a second LOST not recorded: %+v", st)
+	}
+	st = Status{}
+	st.Apply(Outcome{Kind: Pending, CheckAt: t0, RetryNotBefore: t0.Add(time.Minute)}, "p", t0)
+	if st.OutcomeCheckAt != t0 || st.RetryNotBefore != t0.Add(time.Minute) || st.LoginTokenLost || st.Healthy() {
+		t.Fatalf("pending status: %+v", st)
+	}
+	st.Apply(Outcome{Kind: Unconfirmed}, "u", t0)
+	if !st.ProbeBeforeRefresh || st.RotationFailures != 2 || !st.OutcomeCheckAt.IsZero() {
+		t.Fatalf("unconfirmed status: %+v", st)
+	}
+	if !(Status{}).Healthy() {
+		t.Fatal("the zero status is not healthy")
+	}
+}
+
+// TestRotateRootStatusPerOutcome is the HTTP table of rotate-root.
+func TestRotateRootStatusPerOutcome(t *testing.T) {
+	cases := map[Outcome]int{
+		{Kind: Rotated}: 200, {Kind: Held}: 200, {Kind: Unconfirmed, Why: WhyVerify}: 200,
+		{Kind: Pending}: 503, {Kind: Lost}: 502, {Kind: Dropped}: 502, {Kind: Unchanged}: 502,
+		{Kind: Skipped}: 502, {Kind: Unconfirmed, Why: WhyRefresh}: 502,
+	}
+	for o, want := range cases {
+		if got := o.HTTPStatus(); got != want {
+			t.Errorf("%s/%d: %d, want %d", o.Kind, o.Why, got, want)
+		}
+	}
+	if (Outcome{Kind: Lost}).EventLost() != "true" || (Outcome{Kind: Pending}).EventLost() != "false" {
+		t.Error("login_token_lost event metadata")
+	}
+}
+
+// TestRetryDelayDoublesToAnHour.
+func TestRetryDelayDoublesToAnHour(t *testing.T) {
+	want := []time.Duration{0, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
+	for n, w := range want {
+		if got := RetryDelay(n); got != w {
+			t.Errorf("delay after %d failures = %s, want %s", n, got, w)
+		}
+	}
+	if got := RetryDelay(1000); got != time.Hour {
+		t.Errorf("delay after 1000 failures = %s, want the 1h cap", got)
+	}
+}

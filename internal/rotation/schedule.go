@@ -1,0 +1,199 @@
+package rotation
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// When the next rotation happens, and why. Two ways to schedule, as Vault names them:
+// rotation_period (rotate once the token is this old) or rotation_schedule (a 5-field cron in UTC,
+// optionally with rotation_window to catch up a slot missed while no node could rotate). Whatever
+// they say, the token's expiry wins: a token with an exp is rotated by its expiry deadline, and
+// nothing (the backoff after failures, inabit's Retry-After) pushes an attempt past it.
+
+// Reason says why the next rotation happens when it does; also the trigger of the rotate events
+// it causes.
+type Reason = string
+
+const (
+	ReasonPeriod       Reason = "rotation_period"
+	ReasonSchedule     Reason = "rotation_schedule"
+	ReasonExpiry       Reason = "expiry"
+	ReasonRetry        Reason = "retry"
+	ReasonOutcomeCheck Reason = "outcome_check"
+
+	// MinRotationWindow is Vault's own minimum (sdk/rotation).
+	MinRotationWindow = time.Hour
+	// MaxExpiryMargin caps how long before exp a token is rotated at the latest.
+	MaxExpiryMargin = 24 * time.Hour
+	// maxCatchUpSlots bounds the walk over slots missed while Vault was down.
+	maxCatchUpSlots = 100_000
+)
+
+// The 5-field parser of Vault's SDK: minute hour day-of-month month day-of-week.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
+
+// parsedSchedules memoises parsing: the planned rotation is worked out on every token read.
+var parsedSchedules sync.Map // string -> cron.Schedule
+
+// ParseSchedule parses a rotation_schedule; its errors name the field and the fix.
+func ParseSchedule(expr string) (cron.Schedule, error) {
+	if s, ok := parsedSchedules.Load(expr); ok {
+		return s.(cron.Schedule), nil
+	}
+	if strings.Contains(expr, "TZ=") {
+		return nil, fmt.Errorf("rotation_schedule %q names a time zone; it is always evaluated in UTC, so drop the TZ= prefix", expr)
+	}
+	s, err := cronParser.Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("rotation_schedule %q is not a 5-field cron expression (minute hour day-of-month month day-of-week, in UTC; for example \"0 10 * * 2\" is Tuesdays 10:00): %v",
+			expr, err)
+	}
+	parsedSchedules.Store(expr, s)
+	return s, nil
+}
+
+// SlotGapAtLeast finds two consecutive slots at least limit apart within a year after from, and
+// returns how far apart they are; zero when there are none. It samples every limit/2 (any such gap
+// contains a sample followed by limit/2 without a slot) and measures exactly only around those,
+// so an every-minute schedule costs a few hundred Next calls, not half a million.
+func SlotGapAtLeast(s cron.Schedule, from time.Time, limit time.Duration) time.Duration {
+	from = from.UTC()
+	first := s.Next(from)
+	if first.IsZero() {
+		return limit
+	}
+	step := max(limit/2, time.Minute)
+	horizon := first.Add(366*24*time.Hour + limit)
+	for t := first; t.Before(horizon); t = t.Add(step) {
+		next := s.Next(t)
+		if next.IsZero() {
+			return limit // it stops firing
+		}
+		if next.Sub(t) < step {
+			continue
+		}
+		// The last slot before next: walk from limit before t (slots never precede first).
+		walkFrom := t.Add(-limit)
+		if walkFrom.Before(first) {
+			walkFrom = first.Add(-time.Nanosecond)
+		}
+		last := time.Time{}
+		for x := s.Next(walkFrom); !x.IsZero() && x.Before(next); x = s.Next(x) {
+			last = x
+		}
+		if !last.IsZero() && next.Sub(last) >= limit {
+			return next.Sub(last)
+		}
+	}
+	return 0
+}
+
+// scheduleAnchor is the later of when the current token came into Vault's hands (written or
+// rotated) and when the schedule was written: a slot before either is not one that was missed.
+func scheduleAnchor(set Settings, tok Token) time.Time {
+	anchor := tok.StoredAt
+	if anchor.IsZero() {
+		anchor = tok.BornAt()
+	}
+	if set.ScheduleSetAt.After(anchor) {
+		anchor = set.ScheduleSetAt
+	}
+	return anchor
+}
+
+// ScheduledAt is when rotation_schedule wants the next rotation: the first slot after the anchor.
+// If that slot has passed (no node could rotate), it is due now; with a rotation_window, only
+// while the latest missed slot is less than the window ago, else at the next slot.
+func ScheduledAt(set Settings, tok Token, now time.Time) time.Time {
+	s, err := ParseSchedule(set.RotationSchedule)
+	if err != nil {
+		return time.Time{} // stored schedules were validated when written
+	}
+	first := s.Next(scheduleAnchor(set, tok).UTC())
+	if first.IsZero() || now.Before(first) || set.RotationWindow == 0 {
+		return first
+	}
+	last := first
+	for i := 0; i < maxCatchUpSlots; i++ {
+		next := s.Next(last)
+		if next.IsZero() || next.After(now) {
+			break
+		}
+		last = next
+	}
+	if !now.After(last.Add(set.RotationWindow)) {
+		return last
+	}
+	return s.Next(now.UTC())
+}
+
+// policyDueAt is when rotation_period or rotation_schedule wants the next rotation.
+func policyDueAt(set Settings, tok Token, now time.Time) (time.Time, Reason) {
+	if set.RotationSchedule != "" {
+		return ScheduledAt(set, tok, now), ReasonSchedule
+	}
+	return tok.BornAt().Add(set.RotationPeriod), ReasonPeriod
+}
+
+// ExpiryMargin is how long before exp a token is rotated at the latest: a quarter of its life (at
+// most a day), but never less than the budget's MinExpiryMargin, so a once-a-minute tick and a
+// slow refresh still come before exp.
+func ExpiryMargin(tok Token, b Budget) time.Duration {
+	return max(min(max(tok.Lifetime()/4, 0), MaxExpiryMargin), b.MinExpiryMargin())
+}
+
+// ExpiryDeadline is exp minus ExpiryMargin; zero when the token has no exp.
+func ExpiryDeadline(tok Token, b Budget) time.Time {
+	if tok.ExpiresAt.IsZero() {
+		return time.Time{}
+	}
+	return tok.ExpiresAt.Add(-ExpiryMargin(tok, b))
+}
+
+// TooShortLived says a token lives less than the budget's MinExpiryMargin: Vault's tick and one
+// refresh may not fit between its birth and its expiry, so it may die unrotated.
+func TooShortLived(tok Token, b Budget) bool {
+	life := tok.Lifetime()
+	return life > 0 && life < b.MinExpiryMargin()
+}
+
+// Plan is when the next rotation is attempted and why; zero when nothing will be sent on its own
+// (automated rotation off, or the token known lost).
+func Plan(set Settings, st Status, tok Token, now time.Time) (time.Time, Reason) {
+	if set.DisableAutomatedRotation || st.LoginTokenLost {
+		return time.Time{}, ""
+	}
+	next, reason := policyDueAt(set, tok, now)
+	deadline := ExpiryDeadline(tok, set.Budget())
+	if !deadline.IsZero() && (next.IsZero() || deadline.Before(next)) {
+		next, reason = deadline, ReasonExpiry
+	}
+	if st.RotationFailures > 0 && !st.LastRotationErrorAt.IsZero() {
+		retry := st.LastRotationErrorAt.Add(RetryDelay(st.RotationFailures))
+		if st.RetryNotBefore.After(retry) {
+			retry = st.RetryNotBefore // inabit's Retry-After, capped when it was recorded
+		}
+		// A retry never comes before the rotation is due: a failed rotate-root does not start
+		// automated attempts ahead of rotation_period or rotation_schedule.
+		if retry.After(next) {
+			next, reason = retry, ReasonRetry
+			if !deadline.IsZero() && deadline.Before(next) {
+				// Neither the backoff nor a Retry-After may let the token expire between two
+				// attempts: at the deadline, still at most one attempt a tick.
+				next, reason = deadline, ReasonExpiry
+				if floor := st.LastRotationErrorAt.Add(TickInterval); next.Before(floor) {
+					next = floor
+				}
+			}
+		}
+	}
+	if st.OutcomeCheckAt.After(next) {
+		next, reason = st.OutcomeCheckAt, ReasonOutcomeCheck
+	}
+	return next, reason
+}

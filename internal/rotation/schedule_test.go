@@ -1,0 +1,123 @@
+package rotation
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func utc(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+type mount struct {
+	set Settings
+	st  Status
+	tok Token
+}
+
+func withStored(t Token, stored time.Time) Token {
+	t.StoredAt = stored
+	return t
+}
+
+// TestPlanRotatesByPolicyRetryOrExpiry works the schedule out on a virtual clock: no Vault, no sleeps.
+func TestPlanRotatesByPolicyRetryOrExpiry(t *testing.T) {
+	token := func(iat, exp string) Token { return Token{IssuedAt: utc(iat), ExpiresAt: utc(exp)} }
+	month := token("2026-12-01T00:00:00Z", "2026-12-31T00:00:00Z") // 30 days: deadline 24h before exp
+	cases := []struct {
+		name       string
+		cfg        mount
+		now        string
+		wantAt     string
+		wantReason string
+	}{
+		{"period from iat", mount{tok: withStored(month, utc("2026-12-01T00:00:00Z")), set: Settings{RotationPeriod: 360 * time.Hour}},
+			"2026-12-02T00:00:00Z", "2026-12-16T00:00:00Z", ReasonPeriod},
+		{"period longer than the token's life: expiry wins", mount{tok: withStored(token("2026-12-01T00:00:00Z", "2026-12-03T00:00:00Z"), time.Time{}), set: Settings{RotationPeriod: 360 * time.Hour}},
+			"2026-12-01T01:00:00Z", "2026-12-02T12:00:00Z", ReasonExpiry},
+		{"a slot after the expiry deadline: expiry wins", mount{tok: withStored(month, utc("2026-12-30T23:30:00Z")), set: Settings{RotationSchedule: "0 0 * * *"}},
+			"2026-12-30T23:40:00Z", "2026-12-30T00:00:00Z", ReasonExpiry},
+		{"daily slot after midnight UTC", mount{tok: withStored(token("2026-12-31T00:00:00Z", "2027-01-30T00:00:00Z"), utc("2026-12-31T23:30:00Z")), set: Settings{RotationSchedule: "0 0 * * *"}},
+			"2026-12-31T23:40:00Z", "2027-01-01T00:00:00Z", ReasonSchedule},
+		{"month end: the 31st skips short months", mount{tok: withStored(token("2027-01-31T13:00:00Z", "2027-05-01T00:00:00Z"), utc("2027-01-31T13:00:00Z")), set: Settings{RotationSchedule: "0 12 31 * *"}},
+			"2027-02-01T00:00:00Z", "2027-03-31T12:00:00Z", ReasonSchedule},
+		{"missed slot without a window is due at once", mount{tok: withStored(month, utc("2026-12-07T09:00:00Z")), set: Settings{RotationSchedule: "0 10 * * 2"}},
+			"2026-12-08T15:00:00Z", "2026-12-08T10:00:00Z", ReasonSchedule},
+		{"a slot before the schedule was written is not missed", mount{tok: withStored(month, utc("2026-12-01T00:00:00Z")), set: Settings{RotationSchedule: "0 10 * * 2", ScheduleSetAt: utc("2026-12-08T11:00:00Z")}},
+			"2026-12-08T11:01:00Z", "2026-12-15T10:00:00Z", ReasonSchedule},
+		{"missed slot inside the window", mount{tok: withStored(month, utc("2026-12-07T09:00:00Z")), set: Settings{RotationSchedule: "0 10 * * 2", RotationWindow: 2 * time.Hour}},
+			"2026-12-08T11:59:00Z", "2026-12-08T10:00:00Z", ReasonSchedule},
+		{"missed slot outside the window waits for the next", mount{tok: withStored(month, utc("2026-12-07T09:00:00Z")), set: Settings{RotationSchedule: "0 10 * * 2", RotationWindow: 2 * time.Hour}},
+			"2026-12-08T12:01:00Z", "2026-12-15T10:00:00Z", ReasonSchedule},
+		{"several missed slots: the latest one counts for the window", mount{tok: withStored(month, utc("2026-12-02T09:00:00Z")), set: Settings{RotationSchedule: "0 10 * * *", RotationWindow: time.Hour}},
+			"2026-12-05T10:30:00Z", "2026-12-05T10:00:00Z", ReasonSchedule},
+		{"weekly schedule, token dies first: expiry wins", mount{tok: withStored(token("2026-12-08T11:00:00Z", "2026-12-12T11:00:00Z"), utc("2026-12-08T11:00:00Z")), set: Settings{RotationSchedule: "0 10 * * 2"}},
+			"2026-12-08T12:00:00Z", "2026-12-11T11:00:00Z", ReasonExpiry},
+		{"backoff near the deadline is cut to it", mount{tok: withStored(month, time.Time{}), set: Settings{RotationPeriod: 360 * time.Hour}, st: Status{RotationFailures: 6, LastRotationErrorAt: utc("2026-12-29T23:50:00Z")}},
+			"2026-12-29T23:55:00Z", "2026-12-30T00:00:00Z", ReasonExpiry},
+		{"backoff past the deadline still waits a minute", mount{tok: withStored(month, time.Time{}), set: Settings{RotationPeriod: 360 * time.Hour}, st: Status{RotationFailures: 6, LastRotationErrorAt: utc("2026-12-30T06:00:00Z")}},
+			"2026-12-30T06:00:30Z", "2026-12-30T06:01:00Z", ReasonExpiry},
+		{"backoff near a slot", mount{tok: withStored(month, utc("2026-12-07T00:00:00Z")), set: Settings{RotationSchedule: "0 10 * * 2"}, st: Status{RotationFailures: 2, LastRotationErrorAt: utc("2026-12-08T10:00:05Z")}},
+			"2026-12-08T10:01:00Z", "2026-12-08T10:02:05Z", ReasonRetry},
+		{"outcome check holds everything back", mount{tok: withStored(month, time.Time{}), set: Settings{RotationPeriod: time.Hour}, st: Status{RotationFailures: 1, LastRotationErrorAt: utc("2026-12-01T01:00:00Z"), OutcomeCheckAt: utc("2026-12-01T01:10:00Z")}},
+			"2026-12-01T01:00:30Z", "2026-12-01T01:10:00Z", ReasonOutcomeCheck},
+		{"lost: nothing planned", mount{tok: withStored(month, time.Time{}), set: Settings{RotationPeriod: time.Hour}, st: Status{LoginTokenLost: true}}, "2026-12-01T01:00:00Z", "", ""},
+		{"disabled: nothing planned", mount{tok: withStored(month, time.Time{}), set: Settings{RotationPeriod: time.Hour, DisableAutomatedRotation: true}}, "2026-12-01T01:00:00Z", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			at, reason := Plan(tc.cfg.set, tc.cfg.st, tc.cfg.tok, utc(tc.now))
+			if FormatTime(at) != tc.wantAt || reason != tc.wantReason {
+				t.Fatalf("planned rotation = %s (%s), want %s (%s)", FormatTime(at), reason, tc.wantAt, tc.wantReason)
+			}
+		})
+	}
+}
+
+// TestRetryAfterNeverPushesRotationPastTheExpiryDeadline: a WAF's ten-year Retry-After (capped
+// when recorded, but even uncapped) is overridden by the expiry deadline.
+func TestRetryAfterNeverPushesRotationPastTheExpiryDeadline(t *testing.T) {
+	tok := Token{IssuedAt: utc("2026-12-01T00:00:00Z"), ExpiresAt: utc("2026-12-31T00:00:00Z")}
+	set := Settings{RotationPeriod: 360 * time.Hour, RequestTimeout: 30 * time.Second}
+	st := Status{RotationFailures: 1, LastRotationErrorAt: utc("2026-12-16T00:00:00Z"), RetryNotBefore: utc("2036-12-16T00:00:00Z")}
+	at, reason := Plan(set, st, tok, utc("2026-12-16T00:01:00Z"))
+	if want := utc("2026-12-30T00:00:00Z"); !at.Equal(want) || reason != ReasonExpiry {
+		t.Fatalf("planned %s (%s), want the deadline %s (expiry)", FormatTime(at), reason, FormatTime(want))
+	}
+	// Before the deadline, inabit's Retry-After is honoured.
+	st.RetryNotBefore = utc("2026-12-16T00:30:00Z")
+	if at, reason := Plan(set, st, tok, utc("2026-12-16T00:01:00Z")); !at.Equal(st.RetryNotBefore) || reason != ReasonRetry {
+		t.Fatalf("planned %s (%s), want the Retry-After %s", FormatTime(at), reason, FormatTime(st.RetryNotBefore))
+	}
+}
+
+// TestShortLivedTokenIsPlannedWithTheTickAndTheCall: a token living 150 s is rotated at least a
+// tick-and-a-half plus one call before it expires (at once here), never a quarter of its life
+// before exp, which a once-a-minute tick can miss; and it is flagged too short-lived.
+func TestShortLivedTokenIsPlannedWithTheTickAndTheCall(t *testing.T) {
+	b := Budget{RequestTimeout: 30 * time.Second, Grace: 10 * time.Minute}
+	short := Token{IssuedAt: t0, ExpiresAt: t0.Add(150 * time.Second), StoredAt: t0}
+	if got, want := ExpiryDeadline(short, b), t0.Add(150*time.Second-2*TickInterval-32*time.Second); !got.Equal(want) {
+		t.Fatalf("deadline %s, want %s", FormatTime(got), FormatTime(want))
+	}
+	if !TooShortLived(short, b) {
+		t.Fatal("a 150 s token is not flagged too short-lived with request_timeout 30s")
+	}
+	long := Token{IssuedAt: t0, ExpiresAt: t0.Add(10 * time.Minute)}
+	if TooShortLived(long, b) || !ExpiryDeadline(long, b).Equal(t0.Add(10*time.Minute-152*time.Second)) {
+		t.Fatalf("10-minute token: short %v deadline %s", TooShortLived(long, b), FormatTime(ExpiryDeadline(long, b)))
+	}
+	month := Token{IssuedAt: t0, ExpiresAt: t0.Add(30 * 24 * time.Hour)}
+	if !ExpiryDeadline(month, b).Equal(month.ExpiresAt.Add(-MaxExpiryMargin)) {
+		t.Fatal("a 30-day token is not rotated a day before exp at the latest")
+	}
+	w := ScheduleWarning(Settings{RotationPeriod: time.Hour, RequestTimeout: 30 * time.Second}, Status{}, short, t0, "inabit-admin/")
+	if w == "" || !strings.Contains(w, "inabit-admin/config") || !strings.Contains(w, "2m32s") {
+		t.Fatalf("warning for a 150 s token: %q", w)
+	}
+}

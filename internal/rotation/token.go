@@ -1,0 +1,27 @@
+package rotation
+
+import "time"
+
+// Token is what the protocol knows of a login token: its claims (zero when absent) and when Vault
+// got it, which stands in for iat when there is none.
+type Token struct {
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	StoredAt  time.Time
+}
+
+// BornAt is when the token's age starts: its iat, else when Vault stored it.
+func (t Token) BornAt() time.Time {
+	if !t.IssuedAt.IsZero() {
+		return t.IssuedAt
+	}
+	return t.StoredAt
+}
+
+// Lifetime is exp minus BornAt, or zero when the token has no exp.
+func (t Token) Lifetime() time.Duration {
+	if t.ExpiresAt.IsZero() || t.BornAt().IsZero() {
+		return 0
+	}
+	return t.ExpiresAt.Sub(t.BornAt())
+}
