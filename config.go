@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 )
 
 // This file is the mount's one storage entry: its fields, their validation, and the schedule they
@@ -399,5 +400,5 @@ func putConfig(ctx context.Context, s logical.Storage, cfg *inabitConfig) error 
 // outcomeCheckAt is when a refresh started at startedAt, whose answer never came, may be settled:
 // refresh_grace_period after our own call gave up, so inabit has had that long to finish it.
 func (c *inabitConfig) outcomeCheckAt(startedAt time.Time) time.Time {
-	return startedAt.Add(c.RequestTimeout + 2*time.Second + c.RefreshGracePeriod)
+	return startedAt.Add(c.RequestTimeout + inabitapi.CallSlack + c.RefreshGracePeriod)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 )
 
 func pathConfig(b *backend) *framework.Path {
@@ -184,7 +185,7 @@ func formatTime(t time.Time) string {
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if err := d.ValidateStrict(); err != nil {
-		return logical.ErrorResponse("invalid config: %s; the fields are %s", sanitize(err.Error()), strings.Join(configFieldNames(), ", ")), nil
+		return logical.ErrorResponse("invalid config: %s; the fields are %s", inabitapi.Redact(err.Error()), strings.Join(configFieldNames(), ", ")), nil
 	}
 	b.noteMount(req)
 	if !b.WriteSafeReplicationState() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 )
 
 const (
@@ -181,7 +182,7 @@ func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time, mo
 // tokenReadError maps upstream failures to HTTP statuses a client can act on. Coded errors must
 // not be wrapped: the plugin gRPC layer only recognises them unwrapped.
 func tokenReadError(err error, configPath string) error {
-	var ue *UpstreamError
+	var ue *inabitapi.Error
 	if !errors.As(err, &ue) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return logical.CodedError(http.StatusServiceUnavailable, "request ended before inabit answered")
@@ -189,13 +190,13 @@ func tokenReadError(err error, configPath string) error {
 		return err
 	}
 	switch {
-	case errors.Is(ue, ErrUnauthorized):
+	case errors.Is(ue, inabitapi.ErrUnauthorized):
 		return logical.CodedError(http.StatusBadGateway, ue.Error()+`: the stored login token is no longer valid; write a new login_token to `+configPath)
-	case errors.Is(ue, ErrRefused):
+	case errors.Is(ue, inabitapi.ErrRefused):
 		return logical.CodedError(http.StatusBadGateway, ue.Error()+`: if this persists, check what stands between Vault and inabit (a WAF or proxy), and the API user's role`)
-	case errors.Is(ue, ErrRateLimited):
+	case errors.Is(ue, inabitapi.ErrRateLimited):
 		return logical.CodedError(http.StatusTooManyRequests, ue.Error())
-	case errors.Is(ue, ErrUpstreamUnavailable):
+	case errors.Is(ue, inabitapi.ErrUnavailable):
 		return logical.CodedError(http.StatusServiceUnavailable, ue.Error())
 	default:
 		return logical.CodedError(http.StatusBadGateway, ue.Error())
@@ -251,12 +252,12 @@ func (b *backend) fetchAccessToken(gen uint64, fallback *inabitConfig) (*accessT
 	if cfg == nil {
 		cfg = fallback
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), maxUpstreamAttempts*(cfg.RequestTimeout+2*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), inabitapi.MaxAttempts*(cfg.RequestTimeout+inabitapi.CallSlack))
 	defer cancel()
 	start := b.now()
 	tok, err := b.clientFor(cfg).AccessToken(ctx, cfg.LoginToken)
 	if err != nil {
-		if errors.Is(err, ErrUnauthorized) {
+		if errors.Is(err, inabitapi.ErrUnauthorized) {
 			b.noteRejected(cfg.LoginToken)
 		}
 		b.logger.Warn("fetching an inabit access token failed", "error", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 )
 
 // The rotation protocol. inabit mints the new login token and kills the old one in one call, so
@@ -37,7 +38,7 @@ const (
 	storageBound = 30 * time.Second
 	// maxRotationDuration bounds a whole rotation, whoever called it: the refresh, a probe with
 	// its retries, and the storage work, at the longest request_timeout.
-	maxRotationDuration = (1+maxUpstreamAttempts)*(maxRequestTimeout+2*time.Second) + storageBound
+	maxRotationDuration = (1+inabitapi.MaxAttempts)*(maxRequestTimeout+inabitapi.CallSlack) + storageBound
 )
 
 // rotationError is what a rotation returns when it did not end with a new stored token. Its kind
@@ -247,7 +248,7 @@ func (b *backend) markRefreshInFlight(ctx context.Context, s logical.Storage, cf
 
 // confirmNotRejectedLocked probes, and never refreshes, a login token inabit has rejected on this
 // node: refreshing a dead token would bury what happened under a new error every minute.
-func (b *backend) confirmNotRejectedLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient, trigger string) error {
+func (b *backend) confirmNotRejectedLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client inabitAPI, trigger string) error {
 	b.stateMu.Lock()
 	rejected := cfg.ProbeBeforeRefresh || (b.rejectedToken != "" && b.rejectedToken == tokenHash(cfg.LoginToken))
 	b.stateMu.Unlock()
@@ -266,8 +267,8 @@ func (b *backend) confirmNotRejectedLocked(ctx context.Context, s logical.Storag
 }
 
 // sendRefresh makes the refresh call under its own timeout.
-func (b *backend) sendRefresh(ctx context.Context, client *inabitClient, cfg *inabitConfig) (string, error) {
-	rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout+2*time.Second)
+func (b *backend) sendRefresh(ctx context.Context, client inabitAPI, cfg *inabitConfig) (string, error) {
+	rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout+inabitapi.CallSlack)
 	defer cancel()
 	newToken, answerErrors, err := client.RefreshLoginToken(rctx, cfg.LoginToken)
 	if err == nil && answerErrors != "" {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 )
 
 // What a rotation concludes when the refresh did not hand us a new token, and how the conclusion
@@ -24,8 +25,8 @@ const (
 
 // probeOldToken asks inabit whether a login token still works. Only call it when no refresh with
 // that token can still be running: an early "alive" would be overtaken by a late refresh.
-func (b *backend) probeOldToken(ctx context.Context, client *inabitClient, cfg *inabitConfig) (tokenState, error) {
-	pctx, cancel := context.WithTimeout(ctx, maxUpstreamAttempts*(cfg.RequestTimeout+2*time.Second))
+func (b *backend) probeOldToken(ctx context.Context, client inabitAPI, cfg *inabitConfig) (tokenState, error) {
+	pctx, cancel := context.WithTimeout(ctx, inabitapi.MaxAttempts*(cfg.RequestTimeout+inabitapi.CallSlack))
 	defer cancel()
 	start := b.now()
 	tok, err := client.AccessToken(pctx, cfg.LoginToken)
@@ -40,7 +41,7 @@ func (b *backend) probeOldToken(ctx context.Context, client *inabitClient, cfg *
 		}
 		b.stateMu.Unlock()
 		return tokenAlive, nil
-	case errors.Is(err, ErrUnauthorized):
+	case errors.Is(err, inabitapi.ErrUnauthorized):
 		b.noteRejected(cfg.LoginToken)
 		return tokenDead, err
 	default:
@@ -56,15 +57,15 @@ func (b *backend) noteRejected(tok string) {
 }
 
 // handleRefreshFailure decides what a failed refresh means for the login token.
-func (b *backend) handleRefreshFailure(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient,
+func (b *backend) handleRefreshFailure(ctx context.Context, s logical.Storage, cfg *inabitConfig, client inabitAPI,
 	trigger, walID string, startedAt time.Time, refreshErr error) error {
-	var ue *UpstreamError
+	var ue *inabitapi.Error
 	if !errors.As(refreshErr, &ue) || ue.MayStillApply() {
 		// No answer of inabit's own: it may be applying the refresh right now. The WAL entry stays
 		// and nothing is asked or sent until refresh_grace_period has passed.
 		return b.recordFailure(ctx, s, cfg, trigger, outcomeUnknownError(cfg, startedAt, refreshErr))
 	}
-	if !ue.Sent || errors.Is(ue, ErrRateLimited) || errors.Is(ue, ErrRefused) {
+	if !ue.Sent || errors.Is(ue, inabitapi.ErrRateLimited) || errors.Is(ue, inabitapi.ErrRefused) {
 		// It never reached inabit, or inabit declined before touching the token.
 		b.deleteWAL(ctx, s, walID)
 		rerr := unchangedError(refreshErr)
@@ -79,17 +80,17 @@ func (b *backend) handleRefreshFailure(ctx context.Context, s logical.Storage, c
 		b.deleteWAL(ctx, s, walID)
 		return b.recordFailure(ctx, s, cfg, trigger, unchangedError(refreshErr))
 	case tokenDead:
-		if errors.Is(refreshErr, ErrUnauthorized) {
+		if errors.Is(refreshErr, inabitapi.ErrUnauthorized) {
 			return b.recordLost(ctx, s, cfg, trigger, walID, rejectedTokenError(refreshErr, b.configPath()))
 		}
 		return b.recordLost(ctx, s, cfg, trigger, walID, &rotationError{lost: true, err: refreshErr, msg: lostTokenMessage(startedAt, refreshErr, b.configPath())})
 	default:
 		// Our refresh is settled (inabit answered it), but whether the token works is not.
 		b.deleteWAL(ctx, s, walID)
-		if errors.Is(refreshErr, ErrUnauthorized) {
+		if errors.Is(refreshErr, inabitapi.ErrUnauthorized) {
 			b.noteRejected(cfg.LoginToken)
 		}
-		return b.recordFailure(ctx, s, cfg, trigger, &rotationError{err: refreshErr, probeFirst: errors.Is(refreshErr, ErrUnauthorized), msg: fmt.Sprintf(
+		return b.recordFailure(ctx, s, cfg, trigger, &rotationError{err: refreshErr, probeFirst: errors.Is(refreshErr, inabitapi.ErrUnauthorized), msg: fmt.Sprintf(
 			"refreshing the login token failed (%v) and inabit could not be asked whether the login token still works (%v); "+
 				"no refresh is sent with it until inabit confirms it works", refreshErr, probeErr)})
 	}
