@@ -35,16 +35,78 @@ func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if len(body) > maxResponseBytes {
 		return nil, &Error{Kind: ErrBadResponse, Status: res.StatusCode, Detail: "answer is larger than 1 MiB", Sent: true}
 	}
-	if ue := statusError(res, body); ue != nil {
+	field, _ := req.Context().Value(fieldKey{}).(string)
+	ans, isGraphQL := parseGraphQL(body)
+	if tok, ok := ans.token(field); isGraphQL && ok {
+		// An answer that carries the token is kept whatever its status or errors say: for a
+		// refresh, inabit has already killed the old token. query() reports the errors.
+		return withBody(res, canonicalBody(map[string]json.RawMessage{field: jsonString(tok)}, ans.Errors)), nil
+	}
+	if ue := statusError(res, ans, isGraphQL, body); ue != nil {
 		return nil, ue
 	}
+	return withBody(res, canonicalBody(ans.Data, ans.Errors)), nil
+}
+
+// fieldKey carries, in a request's context, the data field that holds the call's token.
+type fieldKey struct{}
+
+// withBody replaces res's (consumed) body with body.
+func withBody(res *http.Response, body []byte) *http.Response {
 	res.Body = io.NopCloser(bytes.NewReader(body))
 	res.ContentLength = int64(len(body))
-	return res, nil
+	res.Header.Del("Content-Length")
+	return res
+}
+
+// canonicalBody is a GraphQL answer machinebox always decodes: data an object or null, and at
+// most one error whose message joins every error's text. machinebox is then only the sender;
+// what the answer means was decided here, by a parser that tolerates what inabit or a gateway
+// may send (a malformed errors member, a byte-order mark), and only the first error would
+// otherwise reach the caller.
+func canonicalBody(data map[string]json.RawMessage, errs []graphQLError) []byte {
+	type message struct {
+		Message string `json:"message"`
+	}
+	out := struct {
+		Data   map[string]json.RawMessage `json:"data"`
+		Errors []message                  `json:"errors,omitempty"`
+	}{Data: data}
+	if len(errs) > 0 {
+		out.Errors = []message{{Message: errorText(errs)}}
+	}
+	b, err := json.Marshal(out)
+	if err != nil { // data holds only values json.Unmarshal accepted; cannot happen
+		return []byte(`{"data":null,"errors":[{"message":"answer could not be re-encoded"}]}`)
+	}
+	return b
+}
+
+func jsonString(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// errorText joins the errors' messages (or codes) for a log line; it is redacted by whoever
+// shows it.
+func errorText(errs []graphQLError) string {
+	parts := make([]string, 0, len(errs))
+	for _, e := range errs {
+		switch {
+		case strings.TrimSpace(e.Message) != "":
+			parts = append(parts, e.Message)
+		case e.Code != "":
+			parts = append(parts, "code "+e.Code)
+		}
+	}
+	if len(parts) == 0 {
+		return "an error without a message"
+	}
+	return strings.Join(parts, "; ")
 }
 
 type graphQLAnswer struct {
-	Data   map[string]json.RawMessage
+	Data   map[string]json.RawMessage // nil when data is null or absent
 	Errors []graphQLError
 }
 
@@ -53,13 +115,28 @@ type graphQLError struct {
 	Code    string
 }
 
+// utf8BOM is what some gateways and Windows tools put before a JSON body.
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// trimLead strips leading whitespace and byte-order marks.
+func trimLead(body []byte) []byte {
+	for {
+		b := bytes.TrimPrefix(bytes.TrimLeft(body, " \t\r\n"), utf8BOM)
+		if len(b) == len(body) {
+			return b
+		}
+		body = b
+	}
+}
+
 // parseGraphQL reads body as a GraphQL answer; ok is false when it is not one (an HTML page,
 // garbage, or JSON without data or errors), i.e. when it cannot be inabit's own answer. Only the
-// top-level shape decides: errors' messages and extensions are free-form in GraphQL, and a
-// numeric code must not turn an answer that carries the new token into "garbage".
+// top-level shape decides: errors are read tolerantly (a list or a single error, messages and
+// extensions of any JSON type), since a malformed errors member must not turn an answer that
+// carries the new token into "garbage".
 func parseGraphQL(body []byte) (ans graphQLAnswer, ok bool) {
 	var top map[string]json.RawMessage
-	if json.Unmarshal(body, &top) != nil {
+	if json.Unmarshal(trimLead(body), &top) != nil {
 		return ans, false
 	}
 	rawData, hasData := top["data"]
@@ -70,17 +147,36 @@ func parseGraphQL(body []byte) (ans graphQLAnswer, ok bool) {
 	if hasData && string(rawData) != "null" && json.Unmarshal(rawData, &ans.Data) != nil {
 		return ans, false // data must be an object
 	}
-	var errs []struct {
-		Message    json.RawMessage `json:"message"`
-		Extensions struct {
-			Code json.RawMessage `json:"code"`
-		} `json:"extensions"`
-	}
-	_ = json.Unmarshal(rawErrors, &errs)
-	for _, e := range errs {
-		ans.Errors = append(ans.Errors, graphQLError{Message: looseString(e.Message), Code: looseString(e.Extensions.Code)})
-	}
+	ans.Errors = looseErrors(rawErrors)
 	return ans, true
+}
+
+// looseErrors reads an errors member whatever its shape: a list, or one error on its own.
+func looseErrors(raw json.RawMessage) []graphQLError {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) != nil {
+		list = []json.RawMessage{raw}
+	}
+	errs := make([]graphQLError, 0, len(list))
+	for _, item := range list {
+		var obj struct {
+			Message    json.RawMessage `json:"message"`
+			Extensions json.RawMessage `json:"extensions"`
+		}
+		if json.Unmarshal(item, &obj) != nil || string(item) == "null" {
+			errs = append(errs, graphQLError{Message: looseString(item)})
+			continue
+		}
+		var ext struct {
+			Code json.RawMessage `json:"code"`
+		}
+		_ = json.Unmarshal(obj.Extensions, &ext)
+		errs = append(errs, graphQLError{Message: looseString(obj.Message), Code: looseString(ext.Code)})
+	}
+	return errs
 }
 
 // looseString is a JSON string's value, or any other JSON value's text.
@@ -107,26 +203,25 @@ func (a graphQLAnswer) authError() (kind error, message string) {
 	return nil, ""
 }
 
-// hasToken says whether the answer carries a non-empty string in some data field: a partial
-// answer whose token must reach the caller whatever its errors say.
-func (a graphQLAnswer) hasToken() bool {
-	for _, raw := range a.Data {
+// token is the non-empty string, trimmed of surrounding whitespace, in data.<field> (any field
+// when field is empty).
+func (a graphQLAnswer) token(field string) (string, bool) {
+	for name, raw := range a.Data {
+		if field != "" && name != field {
+			continue
+		}
 		var s string
 		if json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
-			return true
+			return strings.TrimSpace(s), true
 		}
 	}
-	return false
+	return "", false
 }
 
-func statusError(res *http.Response, body []byte) *Error {
+// statusError classifies an answer that does not carry the call's token; nil means a GraphQL
+// answer at 2xx, which query() reads.
+func statusError(res *http.Response, ans graphQLAnswer, isGraphQL bool, body []byte) *Error {
 	status := res.StatusCode
-	ans, isGraphQL := parseGraphQL(body)
-	if isGraphQL && ans.hasToken() {
-		// An answer that carries a token is kept whatever its status or errors say: for a
-		// refresh, inabit has already killed the old token. query() reports the errors.
-		return nil
-	}
 	authKind, authMsg := ans.authError()
 	switch {
 	case status == http.StatusTooManyRequests:

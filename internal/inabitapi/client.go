@@ -178,9 +178,10 @@ func (c *Client) query(ctx context.Context, q, field, loginToken string) (string
 	req := graphql.NewRequest(q)
 	req.Header.Set("Authorization", "Bearer "+loginToken)
 	var resp map[string]json.RawMessage
-	runErr := c.gql.Run(ctx, req, &resp)
-	// machinebox decodes data before it reports the first GraphQL error, so a partial answer's
-	// token is in resp even when runErr is set.
+	// statusTransport reads the answer and hands machinebox a canonical one: the token alone when
+	// the answer carries it, with every error's text joined in one error. machinebox decodes data
+	// before it reports that error, so a partial answer's token is in resp even when runErr is set.
+	runErr := c.gql.Run(context.WithValue(ctx, fieldKey{}, field), req, &resp)
 	tok, tokErr := tokenField(resp, field)
 	if runErr != nil {
 		if tokErr == nil && strings.HasPrefix(runErr.Error(), "graphql: ") {
@@ -200,5 +201,5 @@ func tokenField(resp map[string]json.RawMessage, field string) (string, error) {
 	if err := json.Unmarshal(raw, &tok); err != nil || strings.TrimSpace(tok) == "" {
 		return "", &Error{Kind: ErrBadResponse, Status: http.StatusOK, Detail: field + " is not a non-empty string", Sent: true}
 	}
-	return tok, nil
+	return strings.TrimSpace(tok), nil
 }
