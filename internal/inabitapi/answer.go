@@ -230,15 +230,16 @@ func statusError(res *http.Response, ans graphQLAnswer, isGraphQL bool, body []b
 		// A gateway's 502/504 can come back while inabit is still working on the call.
 		return &Error{Kind: ErrUnavailable, Status: status, Detail: bodyHint(body), Sent: true}
 	case isGraphQL && authKind != nil:
+		// Only inabit's own GraphQL answer can say the login token is dead.
 		return &Error{Kind: authKind, Status: status, Detail: "GraphQL error: " + Redact(authMsg), Sent: true, Answered: true}
-	case status == http.StatusUnauthorized && !looksHTML(body):
-		return &Error{Kind: ErrUnauthorized, Status: status, Detail: bodyHint(body), Sent: true, Answered: true}
 	case (status == http.StatusUnauthorized || status == http.StatusForbidden) && isGraphQL:
 		// inabit's own GraphQL answer refusing the call: it is over, and proves the token alive
 		// enough to be authorised or not.
 		return &Error{Kind: ErrRefused, Status: status, Detail: bodyHint(body), Sent: true, Answered: true}
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		// An HTML page or a bare 403 is what a WAF or proxy sends; it proves nothing about the token.
+		// Any 401/403 that is not a GraphQL answer (a gateway's {"message":"Unauthorized"}, an
+		// HTML page, plain text, nothing) is what a gateway, WAF or proxy sends: it proves nothing
+		// about the token, and inabit may still have received and applied the call.
 		return &Error{Kind: ErrRefused, Status: status, Detail: bodyHint(body), Sent: true}
 	case status < 200 || status > 299:
 		return &Error{Kind: ErrBadResponse, Status: status, Detail: bodyHint(body), Sent: true, Answered: isGraphQL}

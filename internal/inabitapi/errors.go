@@ -12,11 +12,14 @@ import (
 
 // Typed errors. Callers match them with errors.Is; the concrete *Error carries the detail.
 var (
-	// ErrUnauthorized is inabit's own word that the login token is dead: a GraphQL
-	// UNAUTHENTICATED error, or an HTTP 401 that is not an HTML page. Nothing else proves it.
+	// ErrUnauthorized is inabit's own word that the login token is dead: a GraphQL answer (at
+	// any status but 429 and 5xx) whose error has code UNAUTHENTICATED or a message saying
+	// unauthenticated/unauthorized. Nothing else proves it: a 401 that is not a GraphQL answer is
+	// ErrRefused.
 	ErrUnauthorized = errors.New("inabit rejected the login token")
-	// ErrRefused is a 401/403 HTML page, any other 403, or a GraphQL FORBIDDEN: a WAF, a proxy,
-	// or a role without the right. It says nothing about whether the login token still works.
+	// ErrRefused is a 401/403 that is not a GraphQL answer (a gateway, WAF or proxy; Answered is
+	// false), a GraphQL answer at 401/403 without an auth code, or a GraphQL FORBIDDEN (a role
+	// without the right). It says nothing about whether the login token still works.
 	ErrRefused     = errors.New("inabit, or a proxy in front of it, refused the request")
 	ErrRateLimited = errors.New("inabit rate-limited the request")
 	ErrUnavailable = errors.New("inabit is unavailable")
