@@ -182,25 +182,6 @@ func TestRefresh_KeepsTokenOfAPartialAnswer(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	cases := map[string]time.Duration{
-		"":                              0,
-		"5":                             5 * time.Second,
-		"-3":                            0,
-		"soon":                          0,
-		"Wed, 21 Oct 2015 07:28:00 GMT": 0, // in the past
-	}
-	for in, want := range cases {
-		if got := parseRetryAfter(in); got != want {
-			t.Errorf("parseRetryAfter(%q) = %s, want %s", in, got, want)
-		}
-	}
-	future := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
-	if got := parseRetryAfter(future); got < 85*time.Second || got > 91*time.Second {
-		t.Errorf("parseRetryAfter(date in 90s) = %s", got)
-	}
-}
-
 func TestRedact(t *testing.T) {
 	cases := map[string]string{
 		"plain":                                 "plain",
