@@ -231,7 +231,7 @@ func statusError(res *http.Response, ans graphQLAnswer, isGraphQL bool, body []b
 		return &Error{Kind: ErrUnavailable, Status: status, Detail: bodyHint(body), Sent: true}
 	case isGraphQL && authKind != nil:
 		// Only inabit's own GraphQL answer can say the login token is dead.
-		return &Error{Kind: authKind, Status: status, Detail: "GraphQL error: " + Redact(authMsg), Sent: true, Answered: true}
+		return &Error{Kind: authKind, Status: status, Detail: "GraphQL error: " + sanitize(authMsg), Sent: true, Answered: true}
 	case (status == http.StatusUnauthorized || status == http.StatusForbidden) && isGraphQL:
 		// inabit's own GraphQL answer refusing the call: it is over, and proves the token alive
 		// enough to be authorised or not.
@@ -263,13 +263,13 @@ func bodyHint(body []byte) string {
 	if i := strings.Index(lower, "<title>"); i >= 0 {
 		start := i + len("<title>")
 		if j := strings.Index(lower[start:], "</title>"); j >= 0 {
-			return "HTML page: " + Redact(s[start:start+j])
+			return "HTML page: " + sanitize(s[start:start+j])
 		}
 	}
 	if looksHTML(body) {
 		return "HTML page"
 	}
-	return Redact(s)
+	return sanitize(s)
 }
 
 func asciiLower(s string) string {

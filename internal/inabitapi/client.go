@@ -185,7 +185,7 @@ func (c *Client) query(ctx context.Context, q, field, loginToken string) (string
 	tok, tokErr := tokenField(resp, field)
 	if runErr != nil {
 		if tokErr == nil && strings.HasPrefix(runErr.Error(), "graphql: ") {
-			return "", &partialAnswer{token: tok, errors: Redact(strings.TrimPrefix(runErr.Error(), "graphql: "))}
+			return "", &partialAnswer{token: tok, errors: sanitize(strings.TrimPrefix(runErr.Error(), "graphql: "))}
 		}
 		return "", classify(ctx, runErr)
 	}

@@ -182,16 +182,16 @@ func TestRefresh_KeepsTokenOfAPartialAnswer(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
+func TestSanitize_RedactsFlattensAndBounds(t *testing.T) {
 	cases := map[string]string{
 		"plain":                                 "plain",
 		"a\nb\x00c":                             "a b c",
 		"tok eyJhbGciOi.eyJzdWIiOi.sig1234 end": "tok [redacted] end",
-		strings.Repeat("x", 500):                strings.Repeat("x", 200) + "…",
+		strings.Repeat("x ", 250):               strings.Repeat("x ", 100) + "…",
 	}
 	for in, want := range cases {
-		if got := Redact(in); got != want {
-			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		if got := sanitize(in); got != want {
+			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -74,7 +74,7 @@ func classify(ctx context.Context, err error) error {
 	switch {
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		// Nothing left this host: safe to say the request was not applied.
-		return &Error{Kind: ErrUnavailable, Detail: "cannot connect: " + Redact(opErr.Err.Error())}
+		return &Error{Kind: ErrUnavailable, Detail: "cannot connect: " + sanitize(opErr.Err.Error())}
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
 		return &Error{Kind: ErrUnavailable, Detail: "timed out waiting for an answer", Sent: true}
 	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
@@ -84,8 +84,8 @@ func classify(ctx context.Context, err error) error {
 	case strings.HasPrefix(err.Error(), "graphql: "):
 		// A GraphQL error that statusTransport did not recognise as an auth failure: inabit
 		// answered, so the call is over.
-		return &Error{Kind: ErrBadResponse, Status: http.StatusOK, Detail: "GraphQL error: " + Redact(strings.TrimPrefix(err.Error(), "graphql: ")), Sent: true, Answered: true}
+		return &Error{Kind: ErrBadResponse, Status: http.StatusOK, Detail: "GraphQL error: " + sanitize(strings.TrimPrefix(err.Error(), "graphql: ")), Sent: true, Answered: true}
 	default:
-		return &Error{Kind: ErrUnavailable, Detail: "connection failed: " + Redact(err.Error()), Sent: true}
+		return &Error{Kind: ErrUnavailable, Detail: "connection failed: " + sanitize(err.Error()), Sent: true}
 	}
 }
