@@ -35,8 +35,9 @@ type Error struct {
 	// Sent is true when the request may have reached inabit, so a non-idempotent call may
 	// have been applied even though we got no answer.
 	Sent bool
-	// Answered is true when inabit itself answered (a GraphQL error, a 401 or 429 of the API's):
-	// the call is over and was not applied. Without it, a sent refresh may still be applied later.
+	// Answered is true when inabit itself answered (a GraphQL answer at any status but 5xx, or a
+	// 429): the call is over and was not applied. Without it, a sent refresh may still be applied
+	// later.
 	Answered bool
 }
 
