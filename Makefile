@@ -60,7 +60,8 @@ dev: build vault
 
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzParseClaims$$' -fuzztime $(FUZZTIME) .
-	go test -run '^$$' -fuzz '^FuzzResponseDecoding$$' -fuzztime $(FUZZTIME) .
+	go test -run '^$$' -fuzz '^FuzzResponseDecoding$$' -fuzztime $(FUZZTIME) ./internal/inabitapi/
+	go test -run '^$$' -fuzz '^FuzzRedactWrappedToken$$' -fuzztime $(FUZZTIME) ./internal/inabitapi/
 	go test -run '^$$' -fuzz '^FuzzConfigFields$$' -fuzztime $(FUZZTIME) .
 
 clean:

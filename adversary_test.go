@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
@@ -121,7 +122,7 @@ func advAddErrors(t *testing.T, body []byte, entry map[string]interface{}) []byt
 func TestAdversary_RefreshAnswerWithTokenAtHTTP500IsThrownAway(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	tr := advNewTransport()
-	env.b.transport = tr
+	env.b.newAPI = apiOver(tr)
 	env.configure(t, nil)
 	old := env.mock.LoginToken()
 	tr.mu.Lock()
@@ -154,7 +155,7 @@ func TestAdversary_RefreshAnswerWithTokenAtHTTP500IsThrownAway(t *testing.T) {
 func TestAdversary_PartialAnswerWithNumericErrorCodeIsThrownAway(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	tr := advNewTransport()
-	env.b.transport = tr
+	env.b.newAPI = apiOver(tr)
 	env.configure(t, nil)
 	old := env.mock.LoginToken()
 	tr.mu.Lock()
@@ -183,7 +184,7 @@ func TestAdversary_PartialAnswerWithNumericErrorCodeIsThrownAway(t *testing.T) {
 
 // StartedAt (WAL entry and the "outcome unknown, checked again at" status) is taken before the
 // rotation waits for loginMu, which a token read's access-token fetch holds for up to
-// maxUpstreamAttempts x request_timeout (3 x 60s here). The refresh may therefore leave
+// inabitapi.MaxAttempts x request_timeout (3 x 60s here). The refresh may therefore leave
 // minutes after StartedAt, and refresh_grace_period, counted from StartedAt + request_timeout +
 // 2s, no longer covers it: a node that takes over (step-down) settles the entry -- probe says
 // "alive", WAL deleted, status cleared -- before the old active node has even sent the refresh.
@@ -192,7 +193,7 @@ func TestAdversary_PartialAnswerWithNumericErrorCodeIsThrownAway(t *testing.T) {
 func TestAdversary_RefreshSentAfterItsWALWasSettledByTheNextActiveNode(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	tr := advNewTransport()
-	env.b.transport = tr
+	env.b.newAPI = apiOver(tr)
 	env.configure(t, map[string]interface{}{"request_timeout": 60, "refresh_grace_period": 30})
 	old := env.mock.LoginToken()
 
@@ -365,7 +366,7 @@ func TestAdversary_FailedStatusWriteLeavesActiveNodeReportingHealthy(t *testing.
 
 // contract.md: a "GraphQL JSON errors-only answer at HTTP 200/4xx (inabit's own answer)" is a
 // definite "not applied" (WAL deleted at once); only "any 403 that is not a GraphQL answer"
-// is ambiguous. statusError maps every 401/403 that is not an auth error to ErrRefused without
+// is ambiguous. inabitapi's statusError maps every 401/403 that is not an auth error to ErrRefused without
 // Answered, so a 403 GraphQL answer blocks the mount for refresh_grace_period as "unknown".
 func TestAdversary_GraphQLAnswerAtHTTP403IsTreatedAsUnknown(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
@@ -396,7 +397,7 @@ func TestAdversary_LoginTokenOfWrongTypeIsEchoedInThe400(t *testing.T) {
 		msg = resp.Error().Error()
 	}
 	if strings.Contains(msg, strings.SplitN(tok, ".", 3)[1]) {
-		t.Fatalf("the 400 for a login_token of the wrong type quotes the token: %q", sanitize(msg))
+		t.Fatalf("the 400 for a login_token of the wrong type quotes the token: %q", inabitapi.Redact(msg))
 	}
 }
 
@@ -434,7 +435,7 @@ func TestAdversary_RestartForgetsRejectionAndRefreshesDeadToken(t *testing.T) {
 
 // --- (5) a proxy page can panic the plugin --------------------------------------------------
 
-// bodyHint finds "<title>" in strings.ToLower(body) and slices the ORIGINAL body with that index.
+// inabitapi's bodyHint finds "<title>" in strings.ToLower(body) and slices the ORIGINAL body with that index.
 // ToLower turns every invalid UTF-8 byte into U+FFFD (3 bytes), so for a Latin-1 error page the
 // index is past the end of the body: slice bounds out of range. The panic happens inside
 // rotateLocked while loginMu is write-locked (no defer), in a refresh whose outcome is unknown;

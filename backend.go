@@ -4,7 +4,6 @@ package inabit
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -43,7 +44,7 @@ type backend struct {
 	login   loginState
 
 	clientMu  sync.Mutex
-	client    *inabitClient
+	client    inabitAPI
 	clientKey string
 
 	// mountPath is the mount's path as requests name it ("inabit-admin/"), for messages.
@@ -59,10 +60,11 @@ type backend struct {
 	// WALRollbackMinAge on framework.Backend likewise.
 	now  func() time.Time
 	mono func() time.Duration
-	// Test seams, nil/false in production: transport replaces the network under the client's
-	// status handling (the simulation's in-process inabit), and noRetryWait makes the client's and
-	// the save's retries immediate so a virtual clock is never outrun by real sleeps.
-	transport   http.RoundTripper
+	// newAPI builds the client for an endpoint: inabitapi.New in production; tests put an
+	// in-process inabit under it.
+	newAPI func(url string, timeout time.Duration) inabitAPI
+	// noRetryWait, false in production, makes the save's retries immediate so a virtual clock is
+	// never outrun by real sleeps (the client's own are set through newAPI).
 	noRetryWait bool
 }
 
@@ -77,7 +79,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend(conf *logical.BackendConfig) *backend {
 	started := time.Now()
-	b := &backend{now: time.Now, mono: func() time.Duration { return time.Since(started) }}
+	b := &backend{now: time.Now, mono: func() time.Duration { return time.Since(started) }, newAPI: newInabitAPI}
 	if conf != nil && conf.Logger != nil {
 		b.logger = conf.Logger
 	} else {
@@ -151,19 +153,23 @@ func (b *backend) dropAll() {
 func (b *backend) dropClient() {
 	b.clientMu.Lock()
 	defer b.clientMu.Unlock()
-	b.client.closeIdle()
+	if b.client != nil {
+		b.client.CloseIdle()
+	}
 	b.client, b.clientKey = nil, ""
 }
 
 // clientFor returns a client for cfg's endpoint, reusing its connections while the endpoint and
 // timeout stay the same.
-func (b *backend) clientFor(cfg *inabitConfig) *inabitClient {
+func (b *backend) clientFor(cfg *inabitConfig) inabitAPI {
 	key := cfg.URL + "|" + cfg.RequestTimeout.String()
 	b.clientMu.Lock()
 	defer b.clientMu.Unlock()
 	if b.client == nil || b.clientKey != key {
-		b.client.closeIdle()
-		b.client = newInabitClientWith(cfg.URL, cfg.RequestTimeout, b.transport, b.noRetryWait)
+		if b.client != nil {
+			b.client.CloseIdle()
+		}
+		b.client = b.newAPI(cfg.URL, cfg.RequestTimeout)
 		b.clientKey = key
 	}
 	return b.client
@@ -209,7 +215,7 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 	resp, err := b.Backend.HandleRequest(ctx, req)
 	if resp != nil && resp.IsError() {
 		if msg, ok := resp.Data["error"].(string); ok {
-			resp.Data["error"] = jwtLike.ReplaceAllString(msg, "[redacted]")
+			resp.Data["error"] = inabitapi.Redact(msg)
 		}
 	}
 	return resp, err

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
@@ -181,7 +182,7 @@ func formatTime(t time.Time) string { return rotation.FormatTime(t) }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if err := d.ValidateStrict(); err != nil {
-		return logical.ErrorResponse("invalid config: %s; the fields are %s", sanitize(err.Error()), strings.Join(configFieldNames(), ", ")), nil
+		return logical.ErrorResponse("invalid config: %s; the fields are %s", inabitapi.Redact(err.Error()), strings.Join(configFieldNames(), ", ")), nil
 	}
 	b.noteMount(req)
 	if !b.WriteSafeReplicationState() {

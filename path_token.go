@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
@@ -161,7 +162,7 @@ func (b *backend) sharedAccessToken(ctx context.Context, req *logical.Request) (
 		return nil, nil, nil, logical.CodedError(http.StatusBadGateway, cfg.LastRotationError)
 	}
 	at, err = b.accessTokenFor(ctx, cfg)
-	if errors.Is(err, ErrUnauthorized) {
+	if errors.Is(err, inabitapi.ErrUnauthorized) {
 		// This node may not have seen another node's rotation yet (a standby between the active
 		// node's save and its own invalidation): look at storage before telling anyone to
 		// replace a token that works.
@@ -205,7 +206,7 @@ func loginTokenWarnings(cfg *inabitConfig, claims tokenClaims, now time.Time, mo
 // tokenReadError maps upstream failures to HTTP statuses a client can act on. Coded errors must
 // not be wrapped: the plugin gRPC layer only recognises them unwrapped.
 func tokenReadError(err error, configPath string) error {
-	var ue *UpstreamError
+	var ue *inabitapi.Error
 	if !errors.As(err, &ue) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return logical.CodedError(http.StatusServiceUnavailable, "request ended before inabit answered")
@@ -213,13 +214,13 @@ func tokenReadError(err error, configPath string) error {
 		return err
 	}
 	switch {
-	case errors.Is(ue, ErrUnauthorized):
+	case errors.Is(ue, inabitapi.ErrUnauthorized):
 		return logical.CodedError(http.StatusBadGateway, ue.Error()+`: the stored login token is no longer valid; write a new login_token to `+configPath)
-	case errors.Is(ue, ErrRefused):
+	case errors.Is(ue, inabitapi.ErrRefused):
 		return logical.CodedError(http.StatusBadGateway, ue.Error()+`: if this persists, check what stands between Vault and inabit (a WAF or proxy), and the API user's role`)
-	case errors.Is(ue, ErrRateLimited):
+	case errors.Is(ue, inabitapi.ErrRateLimited):
 		return logical.CodedError(http.StatusTooManyRequests, ue.Error())
-	case errors.Is(ue, ErrUpstreamUnavailable):
+	case errors.Is(ue, inabitapi.ErrUnavailable):
 		return logical.CodedError(http.StatusServiceUnavailable, ue.Error())
 	default:
 		return logical.CodedError(http.StatusBadGateway, ue.Error())

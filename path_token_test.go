@@ -200,7 +200,8 @@ func TestTokenReadUpstreamErrors(t *testing.T) {
 		wantText   string
 	}{
 		{"401 page", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, ContentType: "text/html", Body: "<html><title>Unauthorized</title></html>"}, http.StatusBadGateway, "WAF or proxy"},
-		{"401 from the API", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, ContentType: "application/json", Body: `{"message":"expired"}`}, http.StatusBadGateway, "write a new login_token"},
+		{"401 from a gateway", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, ContentType: "application/json", Body: `{"message":"expired"}`}, http.StatusBadGateway, "WAF or proxy"},
+		{"401 from the API", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, ContentType: "application/json", Body: `{"data":null,"errors":[{"message":"jwt expired","extensions":{"code":"UNAUTHENTICATED"}}]}`}, http.StatusBadGateway, "write a new login_token"},
 		{"graphql unauthenticated", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "jwt expired"}, http.StatusBadGateway, "rejected"},
 		{"graphql generic", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "INTERNAL", Message: "boom"}, http.StatusBadGateway, "GraphQL error: boom"},
 		{"500", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 500, Body: "oops"}, http.StatusServiceUnavailable, "HTTP 500"},

@@ -564,7 +564,7 @@ func (h *regHookTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestDefect7_StatusWriteNeverOverwritesANewerToken(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	var otherNodes string
-	env.b.transport = &regHookTransport{base: http.DefaultTransport, onRefresh: func() {
+	env.b.newAPI = apiOver(&regHookTransport{base: http.DefaultTransport, onRefresh: func() {
 		// While our refresh is on the wire, another node saves a token it got from inabit.
 		cfg, err := readConfig(context.Background(), env.storage)
 		if err != nil || cfg == nil {
@@ -577,7 +577,7 @@ func TestDefect7_StatusWriteNeverOverwritesANewerToken(t *testing.T) {
 		if err := putConfig(context.Background(), env.storage, cfg); err != nil {
 			t.Errorf("other node: %v", err)
 		}
-	}}
+	}})
 	env.configure(t, nil)
 
 	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)

@@ -170,7 +170,7 @@ type refreshResult struct {
 // refreshLocked holds loginMu from before the WAL's start time until the new token is in use: no
 // reader presents the old token while inabit is killing it, and no reader's fetch can hold the
 // refresh back past the start time its WAL entry records for other nodes.
-func (b *backend) refreshLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient) (r refreshResult) {
+func (b *backend) refreshLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client inabitAPI) (r refreshResult) {
 	b.loginMu.Lock()
 	defer b.loginMu.Unlock()
 	b.crashPoint(crashBeforeWAL)
@@ -229,7 +229,7 @@ func (b *backend) markRefreshInFlight(ctx context.Context, s logical.Storage, cf
 }
 
 // sendRefresh makes the refresh call under its own timeout.
-func (b *backend) sendRefresh(ctx context.Context, client *inabitClient, cfg *inabitConfig) (string, error) {
+func (b *backend) sendRefresh(ctx context.Context, client inabitAPI, cfg *inabitConfig) (string, error) {
 	rctx, cancel := context.WithTimeout(ctx, cfg.Budget().Call())
 	defer cancel()
 	newToken, answerErrors, err := client.RefreshLoginToken(rctx, cfg.LoginToken)

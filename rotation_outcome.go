@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
@@ -18,7 +19,7 @@ func answerOf(err error) (rotation.Answer, time.Duration) {
 	if err == nil {
 		return rotation.Succeeded, 0
 	}
-	var ue *UpstreamError
+	var ue *inabitapi.Error
 	switch {
 	case !errors.As(err, &ue):
 		return rotation.NoAnswer, 0 // not the client's own error: assume the worst
@@ -26,11 +27,11 @@ func answerOf(err error) (rotation.Answer, time.Duration) {
 		return rotation.NotSent, 0
 	case ue.MayStillApply():
 		return rotation.NoAnswer, 0
-	case errors.Is(ue, ErrUnauthorized):
+	case errors.Is(ue, inabitapi.ErrUnauthorized):
 		return rotation.Rejected, 0
-	case errors.Is(ue, ErrRateLimited):
+	case errors.Is(ue, inabitapi.ErrRateLimited):
 		return rotation.Declined, ue.RetryAfter
-	case errors.Is(ue, ErrRefused):
+	case errors.Is(ue, inabitapi.ErrRefused):
 		return rotation.Declined, 0
 	default:
 		return rotation.Failed, 0
@@ -47,7 +48,7 @@ func causeOf(err error) string {
 // probe asks inabit whether cfg's login token works by fetching an access token with it. Only
 // call it when no refresh with that token can still be running: an early "alive" would be
 // overtaken by a late refresh.
-func (b *backend) probe(ctx context.Context, client *inabitClient, cfg *inabitConfig) (rotation.Probe, rotation.Answer, error) {
+func (b *backend) probe(ctx context.Context, client inabitAPI, cfg *inabitConfig) (rotation.Probe, rotation.Answer, error) {
 	pctx, cancel := context.WithTimeout(ctx, cfg.Budget().Probe())
 	defer cancel()
 	start, startMono := b.now(), b.mono()
@@ -66,7 +67,7 @@ func (b *backend) probe(ctx context.Context, client *inabitClient, cfg *inabitCo
 // inabit issued an access token for it in this process and has not rejected it since: a dead
 // token is reported lost instead of refreshed (even after a restart forgot an earlier
 // rejection), and no refresh is sent while inabit cannot vouch for it.
-func (b *backend) probeBeforeRefreshLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient, trigger string) error {
+func (b *backend) probeBeforeRefreshLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client inabitAPI, trigger string) error {
 	if !cfg.ProbeBeforeRefresh && b.login.provenAlive(cfg.LoginToken) {
 		return nil
 	}
@@ -112,7 +113,7 @@ func (b *backend) confirmTokenLocked(ctx context.Context, s logical.Storage, cfg
 }
 
 // concludeRefreshFailure decides what a failed refresh means for the login token.
-func (b *backend) concludeRefreshFailure(ctx context.Context, s logical.Storage, cfg *inabitConfig, client *inabitClient, trigger string, r refreshResult) error {
+func (b *backend) concludeRefreshFailure(ctx context.Context, s logical.Storage, cfg *inabitConfig, client inabitAPI, trigger string, r refreshResult) error {
 	a, retryAfter := answerOf(r.refreshErr)
 	o, probe := rotation.AfterRefresh(a, causeOf(r.refreshErr), retryAfter, r.startedAt, b.now(), cfg.Budget())
 	if !probe {

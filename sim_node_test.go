@@ -14,6 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 )
 
 // simLog is a node's log, read incrementally by the leak check.
@@ -138,7 +140,7 @@ func (s *sim) newInstance(slot int) *simInstance {
 	b := raw.(*backend)
 	b.now = s.clock.now
 	b.mono = func() time.Duration { return s.clock.now().Sub(simEpoch) }
-	b.transport = &simTransport{m: s.model, instID: inst.id}
+	b.newAPI = apiOver(&simTransport{m: s.model, instID: inst.id}, inabitapi.WithoutRetryWait())
 	b.noRetryWait = true
 	inst.b = b
 	s.insts = append(s.insts, inst)

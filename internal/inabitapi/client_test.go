@@ -1,4 +1,4 @@
-package inabit
+package inabitapi
 
 import (
 	"context"
@@ -11,7 +11,23 @@ import (
 	"time"
 )
 
-func TestClientTypedErrors(t *testing.T) {
+func statusHandler(status int, contentType, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+// serve starts h and returns a client for it whose retries do not wait.
+func serve(t *testing.T, h http.Handler, timeout time.Duration) *Client {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return New(srv.URL, timeout, WithoutRetryWait())
+}
+
+func TestAccessToken_EveryFailureIsATypedRedactedError(t *testing.T) {
 	cases := []struct {
 		name       string
 		handler    http.HandlerFunc
@@ -22,7 +38,6 @@ func TestClientTypedErrors(t *testing.T) {
 		{"ok", func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, `{"data":{"getApiUserAccessToken":"tok"}}`)
 		}, nil, 0, ""},
-		{"401", statusHandler(401, "text/plain", "nope"), ErrUnauthorized, 401, "rejected"},
 		{"403", statusHandler(403, "text/plain", ""), ErrRefused, 403, "refused"},
 		{"403 WAF page", statusHandler(403, "text/html", "<html><title>Access denied</title></html>"), ErrRefused, 403, "Access denied"},
 		{"401 proxy page", statusHandler(401, "text/html", "<html><title>Log in</title></html>"), ErrRefused, 401, "Log in"},
@@ -31,8 +46,8 @@ func TestClientTypedErrors(t *testing.T) {
 			w.Header().Set("Retry-After", "42")
 			w.WriteHeader(429)
 		}, ErrRateLimited, 429, "retry after 42s"},
-		{"500", statusHandler(500, "text/plain", "internal"), ErrUpstreamUnavailable, 500, "internal"},
-		{"502 html", statusHandler(502, "text/html", "<html><head><title>502 Bad Gateway</title></head></html>"), ErrUpstreamUnavailable, 502, "HTML page: 502 Bad Gateway"},
+		{"500", statusHandler(500, "text/plain", "internal"), ErrUnavailable, 500, "internal"},
+		{"502 html", statusHandler(502, "text/html", "<html><head><title>502 Bad Gateway</title></head></html>"), ErrUnavailable, 502, "HTML page: 502 Bad Gateway"},
 		{"404", statusHandler(404, "text/plain", "not found"), ErrBadResponse, 404, "not found"},
 		{"200 html", statusHandler(200, "text/html", "<html>maintenance</html>"), ErrBadResponse, 200, "not GraphQL JSON"},
 		{"200 garbage", statusHandler(200, "application/json", "{{{"), ErrBadResponse, 200, "not GraphQL JSON"},
@@ -49,21 +64,18 @@ func TestClientTypedErrors(t *testing.T) {
 		{"redirect not followed", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "https://elsewhere.example/graphql", http.StatusFound)
 		}, ErrBadResponse, 302, ""},
-		{"error echoes a token", statusHandler(500, "text/plain", "bad token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"), ErrUpstreamUnavailable, 500, "[redacted]"},
+		{"error echoes a token", statusHandler(500, "text/plain", "bad token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"), ErrUnavailable, 500, "[redacted]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(tc.handler)
-			defer srv.Close()
-			c := newInabitClient(srv.URL, 2*time.Second)
-			tok, err := c.query(context.Background(), queryAccessToken, "getApiUserAccessToken", "login")
+			tok, err := serve(t, tc.handler, 2*time.Second).AccessToken(context.Background(), "login")
 			if tc.wantKind == nil {
 				if err != nil || tok != "tok" {
 					t.Fatalf("tok=%q err=%v", tok, err)
 				}
 				return
 			}
-			var ue *UpstreamError
+			var ue *Error
 			if !errors.As(err, &ue) || !errors.Is(err, tc.wantKind) {
 				t.Fatalf("err = %v (%T), want %v", err, err, tc.wantKind)
 			}
@@ -77,24 +89,43 @@ func TestClientTypedErrors(t *testing.T) {
 	}
 }
 
-func statusHandler(status int, contentType, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", contentType)
-		w.WriteHeader(status)
-		io.WriteString(w, body)
+func TestAccessToken_RetriesOnlyTransientFaults(t *testing.T) {
+	cases := []struct {
+		name      string
+		status    int
+		wantCalls int
+	}{
+		{"503 is retried", 503, MaxAttempts},
+		{"429 without Retry-After is retried", 429, MaxAttempts},
+		{"403 is not", 403, 1},
+		{"404 is not", 404, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			c := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls++
+				w.WriteHeader(tc.status)
+			}), time.Second)
+			if _, err := c.AccessToken(context.Background(), "x"); err == nil {
+				t.Fatal("no error")
+			}
+			if calls != tc.wantCalls {
+				t.Fatalf("sent %d times, want %d", calls, tc.wantCalls)
+			}
+		})
 	}
 }
 
-func TestClientSendsBearerAndQuery(t *testing.T) {
+func TestRefresh_SendsBearerAndQuery(t *testing.T) {
 	var gotAuth, gotBody string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotAuth = r.Header.Get("Authorization")
 		b, _ := io.ReadAll(r.Body)
 		gotBody = string(b)
 		io.WriteString(w, `{"data":{"refreshApiUserLoginToken":"new"}}`)
-	}))
-	defer srv.Close()
-	tok, notes, err := newInabitClient(srv.URL, time.Second).RefreshLoginToken(context.Background(), "old-login")
+	}), time.Second)
+	tok, notes, err := c.RefreshLoginToken(context.Background(), "old-login")
 	if err != nil || tok != "new" || notes != "" {
 		t.Fatalf("tok=%q err=%v", tok, err)
 	}
@@ -103,14 +134,13 @@ func TestClientSendsBearerAndQuery(t *testing.T) {
 	}
 }
 
-func TestRefreshIsNeverRetried(t *testing.T) {
+func TestRefresh_IsNeverRetried(t *testing.T) {
 	calls := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls++
 		w.WriteHeader(503)
-	}))
-	defer srv.Close()
-	if _, _, err := newInabitClient(srv.URL, time.Second).RefreshLoginToken(context.Background(), "x"); !errors.Is(err, ErrUpstreamUnavailable) {
+	}), time.Second)
+	if _, _, err := c.RefreshLoginToken(context.Background(), "x"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v", err)
 	}
 	if calls != 1 {
@@ -118,57 +148,46 @@ func TestRefreshIsNeverRetried(t *testing.T) {
 	}
 }
 
-func TestConnectionRefusedIsNotSent(t *testing.T) {
+func TestRefresh_ConnectionRefusedIsNotSent(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	_, _, err := newInabitClient(url, time.Second).RefreshLoginToken(context.Background(), "x")
-	var ue *UpstreamError
-	if !errors.As(err, &ue) || !errors.Is(err, ErrUpstreamUnavailable) || ue.Sent {
+	_, _, err := New(url, time.Second).RefreshLoginToken(context.Background(), "x")
+	var ue *Error
+	if !errors.As(err, &ue) || !errors.Is(err, ErrUnavailable) || ue.Sent || ue.MayStillApply() {
 		t.Fatalf("err = %#v, want unavailable and not sent", err)
 	}
 }
 
-func TestTimeoutIsSentAndTyped(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func TestRefresh_TimeoutIsSentAndMayStillApply(t *testing.T) {
+	c := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(3 * time.Second):
 		case <-r.Context().Done():
 		}
-	}))
-	defer srv.Close()
-	_, _, err := newInabitClient(srv.URL, 200*time.Millisecond).RefreshLoginToken(context.Background(), "x")
-	var ue *UpstreamError
-	if !errors.As(err, &ue) || !errors.Is(err, ErrUpstreamUnavailable) || !ue.Sent || !strings.Contains(err.Error(), "timed out") {
+	}), 200*time.Millisecond)
+	_, _, err := c.RefreshLoginToken(context.Background(), "x")
+	var ue *Error
+	if !errors.As(err, &ue) || !errors.Is(err, ErrUnavailable) || !ue.MayStillApply() || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("err = %#v", err)
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	cases := map[string]time.Duration{
-		"":                              0,
-		"5":                             5 * time.Second,
-		"-3":                            0,
-		"soon":                          0,
-		"Wed, 21 Oct 2015 07:28:00 GMT": 0, // in the past
-	}
-	for in, want := range cases {
-		if got := parseRetryAfter(in); got != want {
-			t.Errorf("parseRetryAfter(%q) = %s, want %s", in, got, want)
-		}
-	}
-	future := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
-	if got := parseRetryAfter(future); got < 85*time.Second || got > 91*time.Second {
-		t.Errorf("parseRetryAfter(date in 90s) = %s", got)
+func TestRefresh_KeepsTokenOfAPartialAnswer(t *testing.T) {
+	c := serve(t, statusHandler(500, "application/json",
+		`{"data":{"refreshApiUserLoginToken":"new"},"errors":[{"message":"audit sink slow","extensions":{"code":503}}]}`), time.Second)
+	tok, notes, err := c.RefreshLoginToken(context.Background(), "x")
+	if err != nil || tok != "new" || !strings.Contains(notes, "audit sink slow") {
+		t.Fatalf("tok=%q notes=%q err=%v", tok, notes, err)
 	}
 }
 
-func TestSanitize(t *testing.T) {
+func TestSanitize_RedactsFlattensAndBounds(t *testing.T) {
 	cases := map[string]string{
 		"plain":                                 "plain",
 		"a\nb\x00c":                             "a b c",
 		"tok eyJhbGciOi.eyJzdWIiOi.sig1234 end": "tok [redacted] end",
-		strings.Repeat("x", 500):                strings.Repeat("x", 200) + "…",
+		strings.Repeat("x ", 250):               strings.Repeat("x ", 100) + "…",
 	}
 	for in, want := range cases {
 		if got := sanitize(in); got != want {

@@ -1,0 +1,114 @@
+package inabitapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// call is one of the client's two calls, seen the same way: the token, the answer's error text
+// (refresh only), the error.
+type call struct {
+	name  string
+	field string
+	do    func(c *Client) (tok, answerErrors string, err error)
+}
+
+var bothCalls = []call{
+	{"access", fieldAccessToken, func(c *Client) (string, string, error) {
+		tok, err := c.AccessToken(context.Background(), "login")
+		return tok, "", err
+	}},
+	{"refresh", fieldRefreshLogin, func(c *Client) (string, string, error) {
+		return c.RefreshLoginToken(context.Background(), "login")
+	}},
+}
+
+// answerStatuses are the statuses an answer carrying a token may come with: inabit's, or a
+// gateway's passing inabit's body on.
+var answerStatuses = []int{200, 400, 401, 403, 429, 500, 502}
+
+func TestCalls_KeepTokenWhenErrorsMemberIsMalformed(t *testing.T) {
+	errorsMembers := []struct {
+		name, json, wantNote string
+	}{
+		{"object instead of a list", `{"message":"audit sink slow"}`, "audit sink slow"},
+		{"message is a number", `[{"message":7}]`, "7"},
+		{"message is an object", `[{"message":{"text":"slow"}}]`, "slow"},
+		{"a string", `"x"`, "x"},
+		{"list of strings", `["first","second"]`, "second"},
+		{"list of numbers", `[1,2]`, "1"},
+		{"a number", `503`, "503"},
+		{"extensions not an object", `[{"message":"m","extensions":"UNAUTHENTICATED"}]`, "m"},
+		{"well-formed", `[{"message":"audit log write failed","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]`, "audit log write failed"},
+	}
+	for _, c := range bothCalls {
+		for _, status := range answerStatuses {
+			for _, em := range errorsMembers {
+				t.Run(c.name+"/"+http.StatusText(status)+"/"+em.name, func(t *testing.T) {
+					body := `{"data":{"` + c.field + `":"new-token"},"errors":` + em.json + `}`
+					tok, notes, err := c.do(answering(status, nil, []byte(body)))
+					if err != nil || tok != "new-token" {
+						t.Fatalf("HTTP %d %s: tok=%q err=%v; want the token", status, body, tok, err)
+					}
+					if c.field == fieldRefreshLogin && !strings.Contains(notes, em.wantNote) {
+						t.Fatalf("answerErrors = %q, want it to mention %q", notes, em.wantNote)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestCalls_IgnoreByteOrderMarkAndLeadingWhitespace(t *testing.T) {
+	prefixes := map[string]string{
+		"BOM":                 "\xEF\xBB\xBF",
+		"whitespace":          " \r\n\t ",
+		"BOM then whitespace": "\xEF\xBB\xBF\r\n",
+		"whitespace then BOM": "\n\xEF\xBB\xBF",
+	}
+	for _, c := range bothCalls {
+		for name, prefix := range prefixes {
+			t.Run(c.name+"/"+name+"/token", func(t *testing.T) {
+				tok, _, err := c.do(answering(200, nil, []byte(prefix+`{"data":{"`+c.field+`":"new-token"}}`)))
+				if err != nil || tok != "new-token" {
+					t.Fatalf("tok=%q err=%v; want the token", tok, err)
+				}
+			})
+			t.Run(c.name+"/"+name+"/partial at 500", func(t *testing.T) {
+				tok, _, err := c.do(answering(500, nil, []byte(prefix+`{"data":{"`+c.field+`":"new-token"},"errors":[{"message":"m"}]}`)))
+				if err != nil || tok != "new-token" {
+					t.Fatalf("tok=%q err=%v; want the token", tok, err)
+				}
+			})
+			t.Run(c.name+"/"+name+"/unauthenticated", func(t *testing.T) {
+				_, _, err := c.do(answering(200, nil, []byte(prefix+`{"data":null,"errors":[{"message":"jwt expired","extensions":{"code":"UNAUTHENTICATED"}}]}`)))
+				var ue *Error
+				if !errors.Is(err, ErrUnauthorized) || !errors.As(err, &ue) || !ue.Answered {
+					t.Fatalf("err = %v, want inabit's own ErrUnauthorized", err)
+				}
+			})
+		}
+	}
+}
+
+func TestCalls_ReturnTokensTrimmedOfSurroundingWhitespace(t *testing.T) {
+	for _, c := range bothCalls {
+		for _, raw := range []string{`tok\n`, ` tok `, `\ttok\r\n`, `\n tok`} {
+			for _, status := range []int{200, 500} {
+				t.Run(c.name+"/"+raw+"/"+http.StatusText(status), func(t *testing.T) {
+					body := `{"data":{"` + c.field + `":"` + raw + `"}}`
+					if status != 200 {
+						body = `{"data":{"` + c.field + `":"` + raw + `"},"errors":[{"message":"m"}]}`
+					}
+					tok, _, err := c.do(answering(status, nil, []byte(body)))
+					if err != nil || tok != "tok" {
+						t.Fatalf("%s: tok=%q err=%v; want %q", body, tok, err, "tok")
+					}
+				})
+			}
+		}
+	}
+}

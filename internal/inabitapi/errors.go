@@ -1,0 +1,92 @@
+package inabitapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Typed errors. Callers match them with errors.Is; the concrete *Error carries the detail.
+var (
+	// ErrUnauthorized is inabit's own word that the login token is dead: a GraphQL answer (at
+	// any status but 429 and 5xx) whose error has code UNAUTHENTICATED or a message saying
+	// unauthenticated/unauthorized. Nothing else proves it: a 401 that is not a GraphQL answer is
+	// ErrRefused.
+	ErrUnauthorized = errors.New("inabit rejected the login token")
+	// ErrRefused is a 401/403 that is not a GraphQL answer (a gateway, WAF or proxy; Answered is
+	// false), a GraphQL answer at 401/403 without an auth code, or a GraphQL FORBIDDEN (a role
+	// without the right). It says nothing about whether the login token still works.
+	ErrRefused     = errors.New("inabit, or a proxy in front of it, refused the request")
+	ErrRateLimited = errors.New("inabit rate-limited the request")
+	ErrUnavailable = errors.New("inabit is unavailable")
+	ErrBadResponse = errors.New("inabit returned a response that is not a valid answer")
+)
+
+// Error is what every failed inabit call returns. Its message never carries a token.
+type Error struct {
+	Kind       error         // one of the Err* sentinels above
+	Status     int           // HTTP status, 0 when no response arrived
+	RetryAfter time.Duration // from a 429's Retry-After header
+	Detail     string        // sanitised, bounded detail
+	// Sent is true when the request may have reached inabit, so a non-idempotent call may
+	// have been applied even though we got no answer.
+	Sent bool
+	// Answered is true when inabit itself answered (a GraphQL answer at any status but 5xx, or a
+	// 429): the call is over and was not applied. Without it, a sent refresh may still be applied
+	// later.
+	Answered bool
+}
+
+// MayStillApply says whether a refresh that failed this way may have been applied, or may yet be
+// applied, by inabit: the request left this host and no answer of inabit's own came back. A
+// timeout, a dropped connection, a 5xx or a proxy's page all leave inabit free to finish the call.
+func (e *Error) MayStillApply() bool { return e.Sent && !e.Answered }
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Kind.Error())
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
+	}
+	if e.Detail != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Detail)
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, "; retry after %s", e.RetryAfter)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Kind }
+
+// classify turns whatever machinebox or net/http returned into an *Error.
+func classify(ctx context.Context, err error) error {
+	var ue *Error
+	if errors.As(err, &ue) {
+		return ue
+	}
+	var netErr net.Error
+	var opErr *net.OpError
+	switch {
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		// Nothing left this host: safe to say the request was not applied.
+		return &Error{Kind: ErrUnavailable, Detail: "cannot connect: " + sanitize(opErr.Err.Error())}
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		return &Error{Kind: ErrUnavailable, Detail: "timed out waiting for an answer", Sent: true}
+	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
+		return &Error{Kind: ErrUnavailable, Detail: "request cancelled", Sent: true}
+	case strings.HasPrefix(err.Error(), "decoding response"):
+		return &Error{Kind: ErrBadResponse, Status: http.StatusOK, Detail: "answer is not GraphQL JSON", Sent: true}
+	case strings.HasPrefix(err.Error(), "graphql: "):
+		// A GraphQL error that statusTransport did not recognise as an auth failure: inabit
+		// answered, so the call is over.
+		return &Error{Kind: ErrBadResponse, Status: http.StatusOK, Detail: "GraphQL error: " + sanitize(strings.TrimPrefix(err.Error(), "graphql: ")), Sent: true, Answered: true}
+	default:
+		return &Error{Kind: ErrUnavailable, Detail: "connection failed: " + sanitize(err.Error()), Sent: true}
+	}
+}
