@@ -88,6 +88,15 @@ func (l *loginState) hold(cfg *inabitConfig, walID string) {
 	l.unsaved, l.unsavedWAL = true, walID
 }
 
+// updateHeld replaces the held config (its status changed), if a token is still held.
+func (l *loginState) updateHeld(cfg *inabitConfig) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unsaved {
+		l.config = cfg.clone()
+	}
+}
+
 // held is the config holding an unsaved rotated token and its WAL entry; ok is false when none.
 func (l *loginState) held() (cfg *inabitConfig, walID string, ok bool) {
 	l.mu.Lock()

@@ -147,7 +147,7 @@ func (b *backend) concludeUnsaved(ctx context.Context, r refreshResult, trigger 
 	}
 	msg := rotation.Message(o, b.configPath())
 	r.newCfg.Status.Apply(o, msg, b.now())
-	b.login.hold(r.newCfg, r.walID)
+	b.login.updateHeld(r.newCfg)
 	b.logger.Error("rotated login token could not be saved", "held_in_memory", o.Kind == rotation.Held, "error", r.saveErr)
 	b.sendRotationEvent(ctx, eventRotateFail, trigger, "error", msg, "login_token_lost", "false")
 	return &outcomeError{outcome: o, msg: msg, err: r.saveErr}
