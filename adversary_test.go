@@ -4,15 +4,9 @@ package inabit
 // names the defect it shows; see the review report for root causes and suggested fixes.
 
 import (
-	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
-
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,96 +15,8 @@ import (
 
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
-
-// advTransport forwards every call to the real (mock) inabit over the network and lets a test
-// rewrite inabit's answer to a refresh, or hold an access-token call, as a proxy or a slow
-// inabit would.
-type advTransport struct {
-	base http.RoundTripper
-
-	mu sync.Mutex
-	// rewriteRefresh, when set, rewrites (once) the answer to the next refresh that inabit applied.
-	rewriteRefresh func(status int, body []byte) (int, []byte)
-	// holdAccess, when set, holds the next access-token call (once) until release is closed or
-	// the call's context ends, then fails it as a timeout would. held is closed once it is held.
-	holdAccess bool
-	held       chan struct{}
-	release    chan struct{}
-	// log records the order in which calls reached inabit.
-	log []string
-}
-
-func advNewTransport() *advTransport {
-	return &advTransport{base: http.DefaultTransport, held: make(chan struct{}), release: make(chan struct{})}
-}
-
-type advTimeout struct{}
-
-func (advTimeout) Error() string {
-	return "net/http: request canceled (Client.Timeout exceeded while awaiting headers)"
-}
-func (advTimeout) Timeout() bool   { return true }
-func (advTimeout) Temporary() bool { return true }
-
-func (a *advTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, err
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	refresh := bytes.Contains(body, []byte("refreshApiUserLoginToken"))
-
-	a.mu.Lock()
-	hold := !refresh && a.holdAccess
-	a.holdAccess = a.holdAccess && refresh
-	var rewrite func(int, []byte) (int, []byte)
-	if refresh {
-		rewrite, a.rewriteRefresh = a.rewriteRefresh, nil
-	}
-	a.mu.Unlock()
-
-	if hold {
-		close(a.held)
-		select {
-		case <-a.release:
-		case <-r.Context().Done():
-		}
-		return nil, advTimeout{}
-	}
-	a.mu.Lock()
-	a.log = append(a.log, map[bool]string{true: "refresh", false: "access"}[refresh])
-	a.mu.Unlock()
-	res, err := a.base.RoundTrip(r)
-	if err != nil || rewrite == nil {
-		return res, err
-	}
-	got, err := io.ReadAll(res.Body)
-	_ = res.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	status, out := rewrite(res.StatusCode, got)
-	res.StatusCode = status
-	res.Status = http.StatusText(status)
-	res.Body = io.NopCloser(bytes.NewReader(out))
-	res.ContentLength = int64(len(out))
-	res.Header.Del("Content-Length")
-	return res, nil
-}
-
-// advAddErrors adds a GraphQL errors[] entry to inabit's answer, keeping its data.
-func advAddErrors(t *testing.T, body []byte, entry map[string]interface{}) []byte {
-	t.Helper()
-	var ans map[string]interface{}
-	if err := json.Unmarshal(body, &ans); err != nil {
-		t.Errorf("inabit's answer is not JSON: %v", err)
-		return body
-	}
-	ans["errors"] = []interface{}{entry}
-	out, _ := json.Marshal(ans)
-	return out
-}
 
 // --- (1) a refresh answer that carries the new token is thrown away -------------------------
 
@@ -121,13 +27,13 @@ func advAddErrors(t *testing.T, body []byte, entry map[string]interface{}) []byt
 // refresh_grace_period declares LOGIN TOKEN LOST -- with the new token once in its hands.
 func TestAdversary_RefreshAnswerWithTokenAtHTTP500IsThrownAway(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
-	tr := advNewTransport()
+	tr := newProxyTransport()
 	env.b.newAPI = apiOver(tr)
 	env.configure(t, nil)
 	old := env.mock.LoginToken()
 	tr.mu.Lock()
 	tr.rewriteRefresh = func(_ int, body []byte) (int, []byte) {
-		return http.StatusInternalServerError, advAddErrors(t, body, map[string]interface{}{
+		return http.StatusInternalServerError, addGraphQLErrors(t, body, map[string]interface{}{
 			"message": "audit log write failed", "extensions": map[string]interface{}{"code": "INTERNAL_SERVER_ERROR"}})
 	}
 	tr.mu.Unlock()
@@ -138,12 +44,12 @@ func TestAdversary_RefreshAnswerWithTokenAtHTTP500IsThrownAway(t *testing.T) {
 		t.Fatal("setup: inabit did not apply the refresh")
 	}
 	if got := storedToken(t, env); got != live {
-		status := regStoredConfig(t, env).LastRotationError
-		env.clock.advance(regPastGrace)
+		status := storedConfig(t, env).LastRotationError
+		env.clock.advance(pastGrace)
 		env.tick(t)
 		t.Fatalf("inabit answered HTTP 500 with the new token in data.refreshApiUserLoginToken; the plugin dropped it.\n"+
 			"rotate-root: %v\nstatus right after: %q\nstatus after refresh_grace_period: %q",
-			err, status, regStoredConfig(t, env).LastRotationError)
+			err, status, storedConfig(t, env).LastRotationError)
 	}
 }
 
@@ -154,13 +60,13 @@ func TestAdversary_RefreshAnswerWithTokenAtHTTP500IsThrownAway(t *testing.T) {
 // non-empty string in data.refreshApiUserLoginToken -- EVEN IF the answer also carries errors[]".
 func TestAdversary_PartialAnswerWithNumericErrorCodeIsThrownAway(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
-	tr := advNewTransport()
+	tr := newProxyTransport()
 	env.b.newAPI = apiOver(tr)
 	env.configure(t, nil)
 	old := env.mock.LoginToken()
 	tr.mu.Lock()
 	tr.rewriteRefresh = func(status int, body []byte) (int, []byte) {
-		return status, advAddErrors(t, body, map[string]interface{}{
+		return status, addGraphQLErrors(t, body, map[string]interface{}{
 			"message": "audit sink slow", "extensions": map[string]interface{}{"code": 503}})
 	}
 	tr.mu.Unlock()
@@ -171,12 +77,12 @@ func TestAdversary_PartialAnswerWithNumericErrorCodeIsThrownAway(t *testing.T) {
 		t.Fatal("setup: inabit did not apply the refresh")
 	}
 	if got := storedToken(t, env); got != live {
-		status := regStoredConfig(t, env).LastRotationError
-		env.clock.advance(regPastGrace)
+		status := storedConfig(t, env).LastRotationError
+		env.clock.advance(pastGrace)
 		env.tick(t)
 		t.Fatalf("HTTP 200 carrying the new token plus errors[{extensions:{code:503}}]; the plugin dropped the token.\n"+
 			"rotate-root: %v\nstatus right after: %q\nstatus after refresh_grace_period: %q",
-			err, status, regStoredConfig(t, env).LastRotationError)
+			err, status, storedConfig(t, env).LastRotationError)
 	}
 }
 
@@ -192,7 +98,7 @@ func TestAdversary_PartialAnswerWithNumericErrorCodeIsThrownAway(t *testing.T) {
 // and the cluster's status says healthy.
 func TestAdversary_RefreshSentAfterItsWALWasSettledByTheNextActiveNode(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
-	tr := advNewTransport()
+	tr := newProxyTransport()
 	env.b.newAPI = apiOver(tr)
 	env.configure(t, map[string]interface{}{"request_timeout": 60, "refresh_grace_period": 30})
 	old := env.mock.LoginToken()
@@ -215,7 +121,7 @@ func TestAdversary_RefreshSentAfterItsWALWasSettledByTheNextActiveNode(t *testin
 	}
 
 	// rotate-root on node A: WAL and in-flight status written, then it waits for loginMu.
-	vsA := &regVaultStorage{Storage: env.storage}
+	vsA := &vaultStorage{Storage: env.storage}
 	rotDone := make(chan *logical.Response, 1)
 	go func() {
 		resp, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "rotate-root", Storage: vsA})
@@ -238,7 +144,7 @@ func TestAdversary_RefreshSentAfterItsWALWasSettledByTheNextActiveNode(t *testin
 	case <-time.After(20 * time.Second):
 		t.Fatal("node A's rotation never finished")
 	}
-	stored := regStoredConfig(t, env)
+	stored := storedConfig(t, env)
 	if resp.IsError() || env.mock.LoginTokenValid(old) || !env.mock.LoginTokenValid(stored.LoginToken) || walCount(t, env) != 0 {
 		t.Fatalf("rotation after the reader let go: resp %v, stored token live %v, status %q", resp.Data, env.mock.LoginTokenValid(stored.LoginToken), stored.LastRotationError)
 	}
@@ -350,7 +256,7 @@ func TestAdversary_FailedStatusWriteLeavesActiveNodeReportingHealthy(t *testing.
 	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
 	t.Logf("rotate-root: %v", err)
 	env.storage.failPutsTo(configStorageKey, false)
-	stored := regStoredConfig(t, env).LastRotationError
+	stored := storedConfig(t, env).LastRotationError
 	if !strings.Contains(stored, "outcome unknown") || walCount(t, env) != 1 {
 		t.Fatalf("setup: stored status %q, WAL entries %d", stored, walCount(t, env))
 	}
@@ -374,9 +280,9 @@ func TestAdversary_GraphQLAnswerAtHTTP403IsTreatedAsUnknown(t *testing.T) {
 	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, ContentType: "application/json",
 		Body: `{"data":null,"errors":[{"message":"refresh not allowed from this network","extensions":{"code":"BAD_REQUEST"}}]}`, Times: 1})
 	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
-	if n := walCount(t, env); n != 0 || strings.Contains(regStatus(t, env), "outcome unknown") {
+	if n := walCount(t, env); n != 0 || strings.Contains(rotationStatus(t, env), "outcome unknown") {
 		t.Fatalf("inabit's own GraphQL answer at HTTP 403: WAL entries %d, status %q (rotate-root: %v); want the WAL deleted and no \"outcome unknown\"",
-			n, regStatus(t, env), err)
+			n, rotationStatus(t, env), err)
 	}
 }
 
@@ -414,7 +320,7 @@ func TestAdversary_RestartForgetsRejectionAndRefreshesDeadToken(t *testing.T) {
 	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, ContentType: "text/html",
 		Body: "<html><title>403 Forbidden</title></html>"})
 	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
-	status := regStatus(t, env)
+	status := rotationStatus(t, env)
 	if !strings.Contains(status, "no refresh is sent with it") {
 		t.Fatalf("setup: rotate-root %v; status %q", err, status)
 	}
@@ -425,7 +331,7 @@ func TestAdversary_RestartForgetsRejectionAndRefreshesDeadToken(t *testing.T) {
 	}
 
 	env.b.Cleanup(context.Background())
-	env.b = regNewBackend(t, env, nil)
+	env.b = newNode(t, env, nil)
 	env.clock.advance(10 * time.Minute)
 	env.tickOK(t)
 	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
@@ -475,11 +381,11 @@ func TestAdversary_NodeClockAheadSettlesARefreshStillBeingApplied(t *testing.T) 
 	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 3 * time.Second, Times: 1})
 
 	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil) // A gives up after 1s
-	if s := regStatus(t, env); !strings.Contains(s, "outcome unknown") {
+	if s := rotationStatus(t, env); !strings.Contains(s, "outcome unknown") {
 		t.Fatalf("setup: rotate-root %v, status %q", err, s)
 	}
 	// A steps down; B, whose clock is 40s ahead of A's, becomes active and ticks at once.
-	nodeB := regNewBackend(t, env, nil)
+	nodeB := newNode(t, env, nil)
 	nodeB.now = func() time.Time { return env.clock.now().Add(40 * time.Second) }
 	if _, err := nodeB.HandleRequest(context.Background(), &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}); err != nil {
 		t.Logf("node B tick: %v", err)
@@ -488,7 +394,7 @@ func TestAdversary_NodeClockAheadSettlesARefreshStillBeingApplied(t *testing.T) 
 	if !env.mock.WaitIdle(10 * time.Second) {
 		t.Fatal("the delayed refresh never finished")
 	}
-	stored := regStoredConfig(t, env)
+	stored := storedConfig(t, env)
 	if settled && !env.mock.LoginTokenValid(stored.LoginToken) && !stored.LoginTokenLost && stored.LastRotationError == "" {
 		t.Fatalf("node B (clock +40s, refresh_grace_period 30s) settled node A's entry ~1s after A's refresh timed out, "+
 			"while inabit was still applying it: the stored token is now dead, the status is clean (%q), login_token_lost %v, no WAL entry left",

@@ -6,7 +6,6 @@ package inabit
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,17 +16,6 @@ import (
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
-
-// forceFetch makes every read fetch a new access token (min TTL = the token's life).
-var forceFetch = map[string]interface{}{"access_token_min_ttl": "15m"}
-
-func (e *testEnv) readTokenErr() error {
-	resp, err := e.request(logical.ReadOperation, "token", nil)
-	if err == nil && resp.IsError() {
-		err = resp.Error()
-	}
-	return err
-}
 
 // 15.5 (mutation confirm-read-rejection-skipped): a token inabit rejects on reads (revoked at
 // inabit) is stored as LOST, with the event and the warnings, within two ticks.
@@ -48,7 +36,7 @@ func TestReadsSeeingInabitRejectTheTokenReportLostWithinTwoTicks(t *testing.T) {
 	if cfg["login_token_lost"] != true || !strings.HasPrefix(cfg["last_rotation_error"].(string), "LOGIN TOKEN LOST") {
 		t.Fatalf("a token inabit rejects twice is not reported: lost %v, status %q", cfg["login_token_lost"], cfg["last_rotation_error"])
 	}
-	if !regLostEventSent(env) {
+	if !lostEventSent(env) {
 		t.Fatal("no lost event")
 	}
 	if err := env.readTokenErr(); err == nil || !strings.Contains(err.Error(), "LOGIN TOKEN LOST") {
@@ -80,7 +68,7 @@ func TestOneRejectionThatInabitTakesBackIsNotLost(t *testing.T) {
 func TestNodeBehindAnotherNodesRotationRereadsStorageBeforeBlamingTheToken(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, forceFetch)
-	behind := regNewBackend(t, env, nil)
+	behind := newNode(t, env, nil)
 	read := func(b *backend) (*logical.Response, error) {
 		return b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "token", Storage: env.storage})
 	}
@@ -131,7 +119,7 @@ func TestForwardClockStepNeverSettlesOwnRefreshEarly(t *testing.T) {
 	if n, probes := walCount(t, env), env.mock.Calls(mockinabit.OpAccessToken); n != 1 || probes != 0 {
 		t.Fatalf("after a forward clock step: WAL entries %d, probes %d; want 1 and 0 (the refresh may still be applied)", n, probes)
 	}
-	env.clock.advance(regPastGrace)
+	env.clock.advance(pastGrace)
 	env.tick(t)
 	if n := walCount(t, env); n != 0 {
 		t.Fatalf("not settled once the grace passed on this node's clock: %d WAL entries", n)
@@ -149,7 +137,7 @@ func TestRestartNeverRefreshesATokenWhoseLostStorageRefused(t *testing.T) {
 	env.clock.advance(time.Minute)
 	env.tick(t) // confirms LOST, but storage refuses to record it
 	env.b.Cleanup(context.Background())
-	env.b = regNewBackend(t, env, nil) // a restart forgets everything in memory
+	env.b = newNode(t, env, nil) // a restart forgets everything in memory
 	env.storage.failPutsTo(configStorageKey, false)
 	env.clock.advance(2 * time.Hour) // rotation is due
 	env.tick(t)
@@ -179,7 +167,7 @@ func TestRotatedTokenIsTrimmedAndHealthyOnlyWhenInabitAcceptsIt(t *testing.T) {
 		if tok := storedToken(t, env); tok != strings.TrimSpace(tok) || !env.mock.LoginTokenValid(tok) {
 			t.Fatalf("stored token %q is not the live one, trimmed", tok)
 		}
-		if s := regStatus(t, env); s != "" {
+		if s := rotationStatus(t, env); s != "" {
 			t.Fatalf("status %q", s)
 		}
 	})
@@ -196,7 +184,7 @@ func TestRotatedTokenIsTrimmedAndHealthyOnlyWhenInabitAcceptsIt(t *testing.T) {
 		if err != nil || len(resp.Warnings) == 0 {
 			t.Fatalf("rotate-root: %v warnings %v; want 200 with a warning", err, resp)
 		}
-		if s := regStatus(t, env); s == "" {
+		if s := rotationStatus(t, env); s == "" {
 			t.Fatal("status healthy on a token inabit does not accept")
 		}
 		env.clock.advance(time.Minute)
@@ -212,7 +200,7 @@ func TestRotatedTokenIsTrimmedAndHealthyOnlyWhenInabitAcceptsIt(t *testing.T) {
 func TestWritingTheSameWorkingTokenAgainClearsLost(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
-	cfg := regStoredConfig(t, env)
+	cfg := storedConfig(t, env)
 	cfg.Status = rotation.Status{LoginTokenLost: true, LastRotationError: "LOGIN TOKEN LOST: a gateway's 401, taken for inabit's", RotationFailures: 1}
 	if err := putConfig(context.Background(), env.storage, cfg); err != nil {
 		t.Fatal(err)
@@ -231,7 +219,7 @@ func TestWritingTheSameWorkingTokenAgainClearsLost(t *testing.T) {
 	}
 	env.readToken(t)
 
-	cfg = regStoredConfig(t, env)
+	cfg = storedConfig(t, env)
 	cfg.Status = rotation.Status{LoginTokenLost: true, LastRotationError: "LOGIN TOKEN LOST: real"}
 	_ = putConfig(context.Background(), env.storage, cfg)
 	env.b.login.dropAll()
@@ -269,7 +257,7 @@ func TestTooShortLivedTokenIsWarnedAndRotatedAtOnce(t *testing.T) {
 // rotation, rotate-root says the new token is gone, not that it is held on "the active node".
 func TestRotateRootAfterStepDownSaysTheNewTokenIsGone(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
-	env.b.newAPI = apiOver(&regHookTransport{base: http.DefaultTransport, onRefresh: func() {
+	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
 		env.b.stopping.Store(true) // Vault's Clean starts: this node is stepping down
 		env.storage.failPutsTo(configStorageKey, true)
 	}})
@@ -287,28 +275,4 @@ func TestRotateRootAfterStepDownSaysTheNewTokenIsGone(t *testing.T) {
 	if strings.Contains(msg, "held in memory") || !strings.Contains(msg, "stopped being the active node") {
 		t.Fatalf("rotate-root after a step-down: %q", msg)
 	}
-}
-
-// answerRewriter rewrites inabit's answers on their way back, as a proxy might; inabit itself
-// applied the call.
-type answerRewriter struct {
-	base    http.RoundTripper
-	rewrite func(body string) string
-}
-
-func (a *answerRewriter) RoundTrip(r *http.Request) (*http.Response, error) {
-	res, err := a.base.RoundTrip(r)
-	if err != nil {
-		return nil, err
-	}
-	body, err := io.ReadAll(res.Body)
-	res.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	out := a.rewrite(string(body))
-	res.Body = io.NopCloser(strings.NewReader(out))
-	res.ContentLength = int64(len(out))
-	res.Header.Del("Content-Length")
-	return res, nil
 }

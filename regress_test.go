@@ -5,185 +5,20 @@ package inabit
 // mock's state, logs and events, so they compile against the old and the new code alike.
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
-
-// regPastGrace is past the default refresh_grace_period (10m): an ambiguous refresh is settled
-// only after it.
-const regPastGrace = 11 * time.Minute
-
-// regVaultStorage behaves like the storage real Vault hands a plugin over gRPC: a call made with a
-// context that is already cancelled or past its deadline fails, and after the plugin is stopped
-// every call fails. onConfigPut runs once, just before the first Put of the config entry.
-type regVaultStorage struct {
-	logical.Storage
-	mu          sync.Mutex
-	onConfigPut func()
-	closed      bool
-}
-
-func (s *regVaultStorage) check(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("rpc error: code = Canceled desc = %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("rpc error: code = Unavailable desc = plugin storage is gone (plugin stopped)")
-	}
-	return nil
-}
-
-func (s *regVaultStorage) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-}
-
-func (s *regVaultStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
-	return s.Storage.List(ctx, prefix)
-}
-
-func (s *regVaultStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
-	if err := s.check(ctx); err != nil {
-		return nil, err
-	}
-	return s.Storage.Get(ctx, key)
-}
-
-func (s *regVaultStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	if e.Key == configStorageKey {
-		s.mu.Lock()
-		hook := s.onConfigPut
-		s.onConfigPut = nil
-		s.mu.Unlock()
-		if hook != nil {
-			hook()
-		}
-	}
-	if err := s.check(ctx); err != nil {
-		return err
-	}
-	return s.Storage.Put(ctx, e)
-}
-
-func (s *regVaultStorage) Delete(ctx context.Context, key string) error {
-	if err := s.check(ctx); err != nil {
-		return err
-	}
-	return s.Storage.Delete(ctx, key)
-}
-
-// tickOK is tick that fails the test when Vault's periodic call returns an error.
-func (e *testEnv) tickOK(t testing.TB) {
-	t.Helper()
-	resp, err := e.request(logical.RollbackOperation, "", nil)
-	if err == nil && resp != nil && resp.IsError() {
-		err = resp.Error()
-	}
-	if err != nil {
-		t.Fatalf("rollback tick: %v", err)
-	}
-}
-
-// regNewBackend builds another backend with Factory on the env's storage, logs and events: a
-// restarted plugin, or another node.
-func regNewBackend(t testing.TB, e *testEnv, mutate func(*logical.BackendConfig)) *backend {
-	t.Helper()
-	conf := logical.TestBackendConfig()
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: e.logs})
-	conf.StorageView = e.storage
-	conf.EventsSender = e.events
-	if mutate != nil {
-		mutate(conf)
-	}
-	raw, err := Factory(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := raw.(*backend)
-	b.now, b.mono = e.clock.now, e.clock.mono
-	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	return b
-}
-
-func regStatus(t testing.TB, env *testEnv) string {
-	t.Helper()
-	s, _ := env.readConfig(t)["last_rotation_error"].(string)
-	return s
-}
-
-func regStoredConfig(t testing.TB, env *testEnv) *inabitConfig {
-	t.Helper()
-	cfg, err := readConfig(context.Background(), env.storage.Storage)
-	if err != nil || cfg == nil {
-		t.Fatalf("stored config: %v %v", cfg, err)
-	}
-	return cfg
-}
-
-func regParseTime(t testing.TB, field string, v interface{}) time.Time {
-	t.Helper()
-	s, _ := v.(string)
-	ts, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		t.Fatalf("%s = %q: %v", field, s, err)
-	}
-	return ts
-}
-
-// regLostEventSent says whether any event claimed the login token is lost.
-func regLostEventSent(env *testEnv) bool {
-	env.events.Lock()
-	defer env.events.Unlock()
-	for _, ev := range env.events.Events {
-		if ev.Event.GetMetadata().GetFields()["login_token_lost"].GetStringValue() == "true" {
-			return true
-		}
-	}
-	return false
-}
-
-func regPutWAL(t testing.TB, env *testEnv, tok string, startedAt time.Time) string {
-	t.Helper()
-	id, err := framework.PutWAL(context.Background(), env.storage, walKindRotation,
-		&rotationWAL{OldTokenSHA256: tokenHash(tok), StartedAt: startedAt.UTC()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
-func regWaitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // --- Defect 1: a caller that goes away strands the new token in memory ---------------------
 
@@ -195,7 +30,7 @@ func TestDefect1_RotateRootCallerGoneAfterRefresh(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// The client hangs up right after inabit answered: at the first save of the new token.
-	vs := &regVaultStorage{Storage: env.storage, onConfigPut: cancel}
+	vs := &vaultStorage{Storage: env.storage, onConfigPut: cancel}
 	resp, err := env.b.HandleRequest(ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "rotate-root", Storage: vs})
 	t.Logf("rotate-root with the caller gone: resp=%v err=%v", resp, err)
 
@@ -209,7 +44,7 @@ func TestDefect1_RotateRootCallerGoneAfterRefresh(t *testing.T) {
 	if n := walCount(t, env); n != 0 {
 		t.Fatalf("%d WAL entries left after a rotation whose caller hung up", n)
 	}
-	if s := regStoredConfig(t, env).LastRotationError; s != "" {
+	if s := storedConfig(t, env).LastRotationError; s != "" {
 		t.Fatalf("stored status = %q, want clean", s)
 	}
 }
@@ -224,7 +59,7 @@ func TestDefect1_PeriodicTickDeadlinePassesDuringRefresh(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	vs := &regVaultStorage{Storage: env.storage}
+	vs := &vaultStorage{Storage: env.storage}
 	resp, err := env.b.HandleRequest(ctx, &logical.Request{Operation: logical.RollbackOperation, Storage: vs})
 	t.Logf("tick past its deadline: resp=%v err=%v", resp, err)
 
@@ -256,12 +91,12 @@ func TestDefect2_PartialAnswerKeepsNewToken(t *testing.T) {
 	}
 	if got := storedToken(t, env); got != env.mock.LoginToken() {
 		t.Fatalf("a partial answer carried the new token but storage holds the old one (rotate-root err: %v; status: %q)",
-			err, regStoredConfig(t, env).LastRotationError)
+			err, storedConfig(t, env).LastRotationError)
 	}
 	if err != nil {
 		t.Fatalf("rotate-root with a partial answer: %v", err)
 	}
-	if s := regStatus(t, env); s != "" {
+	if s := rotationStatus(t, env); s != "" {
 		t.Fatalf("status = %q, want clean", s)
 	}
 	logs := env.logs.String()
@@ -285,7 +120,7 @@ func TestDefect3_RefreshAppliedAfterTimeoutIsOutcomeUnknownThenLost(t *testing.T
 
 	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
 	t.Logf("rotate-root: %v", err)
-	s := regStatus(t, env)
+	s := rotationStatus(t, env)
 	if !strings.Contains(s, "outcome unknown") || !strings.Contains(s, "checked again at") {
 		t.Fatalf("status right after a timed-out refresh = %q, want \"outcome unknown … checked again at\"", s)
 	}
@@ -311,9 +146,9 @@ func TestDefect3_RefreshAppliedAfterTimeoutIsOutcomeUnknownThenLost(t *testing.T
 		t.Fatalf("refresh calls = %d, want 1 (no new refresh while the outcome unknown)", got)
 	}
 
-	env.clock.advance(regPastGrace)
+	env.clock.advance(pastGrace)
 	env.tick(t)
-	if s := regStatus(t, env); !strings.HasPrefix(s, "LOGIN TOKEN LOST") {
+	if s := rotationStatus(t, env); !strings.HasPrefix(s, "LOGIN TOKEN LOST") {
 		t.Fatalf("status after the grace period = %q, want LOGIN TOKEN LOST", s)
 	}
 	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
@@ -332,7 +167,7 @@ func TestDefect3_RefreshNeverAppliedIsSettledAfterGrace(t *testing.T) {
 	if !env.mock.WaitIdle(10 * time.Second) {
 		t.Fatal("the swallowed refresh is still held")
 	}
-	s := regStatus(t, env)
+	s := rotationStatus(t, env)
 	if n := walCount(t, env); n != 1 || !strings.Contains(s, "outcome unknown") {
 		t.Fatalf("after a swallowed refresh: WAL entries = %d, status = %q; want 1 and \"outcome unknown\"", n, s)
 	}
@@ -342,9 +177,9 @@ func TestDefect3_RefreshNeverAppliedIsSettledAfterGrace(t *testing.T) {
 		t.Fatalf("a tick inside the grace period sent %d refreshes and %d probes, want 1 and 0", r, a)
 	}
 
-	env.clock.advance(regPastGrace)
+	env.clock.advance(pastGrace)
 	env.tick(t)
-	if s := regStatus(t, env); s != "" {
+	if s := rotationStatus(t, env); s != "" {
 		t.Fatalf("status after the grace period = %q, want clean", s)
 	}
 	if n := walCount(t, env); n != 0 {
@@ -365,9 +200,9 @@ func TestDefect4_RotatedTokenShorterThanRotationPeriod(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := env.readConfig(t)
-	iat := regParseTime(t, "login_token_issued_at", cfg["login_token_issued_at"])
-	exp := regParseTime(t, "login_token_expires_at", cfg["login_token_expires_at"])
-	next := regParseTime(t, "next_rotation_at", cfg["next_rotation_at"])
+	iat := parseTimeField(t, "login_token_issued_at", cfg["login_token_issued_at"])
+	exp := parseTimeField(t, "login_token_expires_at", cfg["login_token_expires_at"])
+	next := parseTimeField(t, "next_rotation_at", cfg["next_rotation_at"])
 	margin := min(24*time.Hour, exp.Sub(iat)/4)
 	if next.After(exp.Add(-margin)) {
 		t.Fatalf("next_rotation_at = %s, want at or before exp - %s = %s (the token expires at %s)",
@@ -392,7 +227,7 @@ func TestDefect4_TokenWithExpButNoIat(t *testing.T) {
 	tok := makeJWT(t, jwt.MapClaims{"sub": "api-user", "exp": exp.Unix()})
 	// 105m passes any "shorter than the token's life" check, yet ends after exp - margin (90m).
 	env.configure(t, map[string]interface{}{"login_token": tok, "verify_connection": false, "rotation_period": "105m"})
-	next := regParseTime(t, "next_rotation_at", env.readConfig(t)["next_rotation_at"])
+	next := parseTimeField(t, "next_rotation_at", env.readConfig(t)["next_rotation_at"])
 	margin := min(24*time.Hour, exp.Sub(born)/4)
 	if !next.Before(exp) || next.After(exp.Add(-margin+time.Second)) {
 		t.Fatalf("token with exp %s and no iat: next_rotation_at = %s, want at or before exp - %s = %s",
@@ -426,12 +261,12 @@ func TestDefect5_LostIsStickyUntilNewLoginToken(t *testing.T) {
 	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDropAfterApply, Times: 1})
 	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
 	t.Logf("rotate-root: %v", err)
-	if !strings.HasPrefix(regStatus(t, env), "LOGIN TOKEN LOST") {
+	if !strings.HasPrefix(rotationStatus(t, env), "LOGIN TOKEN LOST") {
 		// A dropped answer is ambiguous: settled after the grace period.
-		env.clock.advance(regPastGrace)
+		env.clock.advance(pastGrace)
 		env.tick(t)
 	}
-	if s := regStatus(t, env); !strings.HasPrefix(s, "LOGIN TOKEN LOST") {
+	if s := rotationStatus(t, env); !strings.HasPrefix(s, "LOGIN TOKEN LOST") {
 		t.Fatalf("setup: status = %q, want LOGIN TOKEN LOST", s)
 	}
 	refreshes, probes := env.mock.Calls(mockinabit.OpRefresh), env.mock.Calls(mockinabit.OpAccessToken)
@@ -442,12 +277,12 @@ func TestDefect5_LostIsStickyUntilNewLoginToken(t *testing.T) {
 		elapsed += d
 		env.tick(t)
 		if got := env.mock.Calls(mockinabit.OpRefresh); got != refreshes {
-			t.Fatalf("%s after LOST: %d refreshes sent with a token known to be dead; status now %q", elapsed, got-refreshes, regStatus(t, env))
+			t.Fatalf("%s after LOST: %d refreshes sent with a token known to be dead; status now %q", elapsed, got-refreshes, rotationStatus(t, env))
 		}
 		if got := env.mock.Calls(mockinabit.OpAccessToken); got != probes {
 			t.Fatalf("%s after LOST: a tick called inabit %d times", elapsed, got-probes)
 		}
-		if s := regStatus(t, env); !strings.HasPrefix(s, "LOGIN TOKEN LOST") {
+		if s := rotationStatus(t, env); !strings.HasPrefix(s, "LOGIN TOKEN LOST") {
 			t.Fatalf("%s after LOST: status = %q", elapsed, s)
 		}
 	}
@@ -495,16 +330,16 @@ func TestDefect6_WAFPagesAreNotLost(t *testing.T) {
 		t.Helper()
 		cfg := env.readConfig(t)
 		s, _ := cfg["last_rotation_error"].(string)
-		if strings.Contains(s, "LOGIN TOKEN LOST") || cfg["login_token_lost"] == true || regLostEventSent(env) {
+		if strings.Contains(s, "LOGIN TOKEN LOST") || cfg["login_token_lost"] == true || lostEventSent(env) {
 			t.Fatalf("%s: a WAF page was taken for a dead token: status %q, login_token_lost %v, lost event %v",
-				when, s, cfg["login_token_lost"], regLostEventSent(env))
+				when, s, cfg["login_token_lost"], lostEventSent(env))
 		}
 		if n := walCount(t, env); n != 1 || !strings.Contains(s, want) {
 			t.Fatalf("%s: WAL entries = %d, status = %q; want 1 and %q", when, n, s, want)
 		}
 	}
 	check("after rotate-root", "outcome unknown")
-	env.clock.advance(regPastGrace)
+	env.clock.advance(pastGrace)
 	env.tick(t)
 	check("after the grace period, probe answered by the WAF", "unknown")
 	if !env.mock.LoginTokenValid(storedToken(t, env)) {
@@ -517,7 +352,7 @@ func TestDefect6_WAFPagesAreNotLost(t *testing.T) {
 func TestDefect7_YoungWALOfAnotherNodeBlocksRotation(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
-	regPutWAL(t, env, storedToken(t, env), env.clock.now().Add(-30*time.Second))
+	putWAL(t, env, storedToken(t, env), env.clock.now().Add(-30*time.Second))
 	env.mock.ResetCalls()
 
 	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
@@ -536,35 +371,10 @@ func TestDefect7_YoungWALOfAnotherNodeBlocksRotation(t *testing.T) {
 	}
 }
 
-// regHookTransport runs onRefresh (once) when a refresh passes, before forwarding it.
-type regHookTransport struct {
-	base      http.RoundTripper
-	mu        sync.Mutex
-	onRefresh func()
-}
-
-func (h *regHookTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, err
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if bytes.Contains(body, []byte("refreshApiUserLoginToken")) {
-		h.mu.Lock()
-		hook := h.onRefresh
-		h.onRefresh = nil
-		h.mu.Unlock()
-		if hook != nil {
-			hook()
-		}
-	}
-	return h.base.RoundTrip(r)
-}
-
 func TestDefect7_StatusWriteNeverOverwritesANewerToken(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	var otherNodes string
-	env.b.newAPI = apiOver(&regHookTransport{base: http.DefaultTransport, onRefresh: func() {
+	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
 		// While our refresh is on the wire, another node saves a token it got from inabit.
 		cfg, err := readConfig(context.Background(), env.storage)
 		if err != nil || cfg == nil {
@@ -585,7 +395,7 @@ func TestDefect7_StatusWriteNeverOverwritesANewerToken(t *testing.T) {
 	if otherNodes == "" {
 		t.Fatal("setup: no refresh was sent")
 	}
-	cfg := regStoredConfig(t, env)
+	cfg := storedConfig(t, env)
 	if cfg.LoginToken != otherNodes {
 		t.Fatalf("a status write replaced the token another node saved (stored token live at inabit: %v; status %q)",
 			env.mock.LoginTokenValid(cfg.LoginToken), cfg.LastRotationError)
@@ -636,14 +446,14 @@ func TestDefect9_CleanWaitsForRotationInFlight(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
 	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: time.Second, Times: 1})
-	vs := &regVaultStorage{Storage: env.storage}
+	vs := &vaultStorage{Storage: env.storage}
 
 	done := make(chan error, 1)
 	go func() {
 		_, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "rotate-root", Storage: vs})
 		done <- err
 	}()
-	regWaitFor(t, "the refresh to reach inabit", func() bool { return env.mock.Calls(mockinabit.OpRefresh) == 1 })
+	waitFor(t, "the refresh to reach inabit", func() bool { return env.mock.Calls(mockinabit.OpRefresh) == 1 })
 	env.b.Cleanup(context.Background())
 	vs.close() // the plugin is stopped: its storage is gone
 	t.Logf("rotate-root: %v", <-done)
@@ -669,11 +479,11 @@ func TestDefect10_WALPrefixIsLocalStorage(t *testing.T) {
 func TestDefect10_WALRollbackIsNoOpOnPerformanceStandby(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
-	regPutWAL(t, env, storedToken(t, env), env.clock.now().Add(-time.Hour))
+	putWAL(t, env, storedToken(t, env), env.clock.now().Add(-time.Hour))
 	env.mock.IssueLoginToken() // whatever happened, a standby must not be the one to find out
 	env.mock.ResetCalls()
 
-	standby := regNewBackend(t, env, func(c *logical.BackendConfig) {
+	standby := newNode(t, env, func(c *logical.BackendConfig) {
 		sv := logical.TestSystemView()
 		sv.ReplicationStateVal = consts.ReplicationPerformanceStandby
 		c.System = sv
@@ -691,7 +501,7 @@ func TestDefect10_WALRollbackIsNoOpOnPerformanceStandby(t *testing.T) {
 	if r, a := env.mock.Calls(mockinabit.OpRefresh), env.mock.Calls(mockinabit.OpAccessToken); r != 0 || a != 0 {
 		t.Fatalf("walRollback on a performance standby called inabit (%d refreshes, %d probes)", r, a)
 	}
-	if s := regStoredConfig(t, env).LastRotationError; s != "" {
+	if s := storedConfig(t, env).LastRotationError; s != "" {
 		t.Fatalf("walRollback on a performance standby wrote status %q", s)
 	}
 }
@@ -744,10 +554,10 @@ func TestDefect12_CrashRecoveryRestartCallsWALRollback(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newTestEnv(t, mockinabit.Options{})
 			env.configure(t, nil)
-			id := regPutWAL(t, env, storedToken(t, env), env.clock.now().Add(-time.Hour))
+			id := putWAL(t, env, storedToken(t, env), env.clock.now().Add(-time.Hour))
 			tc.crash(env)
 			env.b.Cleanup(context.Background()) // the old plugin process is gone
-			env.b = regNewBackend(t, env, nil)
+			env.b = newNode(t, env, nil)
 			env.mock.ResetCalls()
 
 			entry, err := framework.GetWAL(context.Background(), env.storage, id)
@@ -763,7 +573,7 @@ func TestDefect12_CrashRecoveryRestartCallsWALRollback(t *testing.T) {
 			if got := env.mock.Calls(mockinabit.OpAccessToken); got != 0 {
 				t.Fatalf("%d probes of an entry inside its grace on this node's clock", got)
 			}
-			env.clock.advance(regPastGrace)
+			env.clock.advance(pastGrace)
 			if err := env.b.walRollback(context.Background(), req, entry.Kind, entry.Data); err != nil {
 				t.Fatalf("walRollback: %v", err)
 			}
