@@ -2,6 +2,7 @@ package inabit
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -320,4 +321,74 @@ func TestSameOrigin(t *testing.T) {
 			t.Errorf("sameOrigin(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.same)
 		}
 	}
+}
+
+// A config write while a rotated token is held unsaved saves it, with a clean status, no WAL entry
+// and no extra rotation (issue 8 defect 8).
+func TestConfigWriteWhileTokenHeldSavesItCleanly(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.storage.failPutsAfter(configStorageKey, 1) // the in-flight status, then the save fails
+	if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err != nil {
+		t.Fatal(err)
+	}
+	live := env.mock.LoginToken()
+	if storedToken(t, env) == live {
+		t.Fatal("setup: storage accepted the rotated token")
+	}
+	env.storage.failPutsTo(configStorageKey, false)
+	if _, err := env.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"rotation_period": "100h"}); err != nil {
+		t.Fatal(err)
+	}
+	if storedToken(t, env) != live {
+		t.Fatal("the config write did not save the live token")
+	}
+	cfg := env.readConfig(t)
+	if fmt.Sprint(cfg["rotation_failures"]) != "0" || cfg["last_rotation_error"] != "" {
+		t.Fatalf("after the config write: rotation_failures = %v, last_rotation_error = %q; want 0 and empty",
+			cfg["rotation_failures"], cfg["last_rotation_error"])
+	}
+	if n := walCount(t, env); n != 0 {
+		t.Fatalf("%d WAL entries left after the rotated token was saved", n)
+	}
+	env.clock.advance(time.Minute + time.Second)
+	env.tickOK(t)
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("refresh calls = %d a minute after the save, want 1 (no extra rotation)", got)
+	}
+}
+
+// TestConfigCreateRunsExistenceCheckAndNeedsLoginToken sends what Vault sends for a first write:
+// an existence check (pathConfigExists), then a create operation. Issue 8 defect 12: the test of
+// a first write did not run the existence check.
+func TestConfigCreateRunsExistenceCheckAndNeedsLoginToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	exists := func() bool {
+		t.Helper()
+		found, ok, err := env.b.HandleExistenceCheck(context.Background(), &logical.Request{Operation: logical.CreateOperation, Path: "config", Storage: env.storage})
+		if err != nil || !found {
+			t.Fatalf("existence check: found=%v err=%v", found, err)
+		}
+		return ok
+	}
+	if exists() {
+		t.Fatal("config exists before the first write")
+	}
+	resp, err := env.requestOK(logical.CreateOperation, "config", map[string]interface{}{"login_token": env.mock.LoginToken(), "url": env.srv.URL})
+	if err != nil {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	if !exists() {
+		t.Fatal("config does not exist after a create")
+	}
+	if storedToken(t, env) != env.mock.LoginToken() || env.mock.Calls(mockinabit.OpAccessToken) != 1 {
+		t.Fatal("create did not verify and save the login token")
+	}
+	// A create without a login token on an empty mount must name the field.
+	env2 := newTestEnv(t, mockinabit.Options{})
+	resp, err = env2.request(logical.CreateOperation, "config", map[string]interface{}{"url": env2.srv.URL})
+	if err != nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "login_token") {
+		t.Fatalf("create without login_token: %v %v", resp, err)
+	}
+	env.tickOK(t)
 }

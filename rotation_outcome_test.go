@@ -1,0 +1,181 @@
+package inabit
+
+// Tests of rotation_outcome.go: what the plugin concludes from a refresh's answer, a probe or a
+// rejection, and the status it writes.
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
+)
+
+// A partial GraphQL answer (errors[] beside data) carrying the new token keeps the token and a
+// clean status, and logs the error's message but no token (issue 8 defect 2: the token was thrown
+// away).
+func TestPartialAnswerWithNewTokenKeepsItAndLogsNoToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	old := env.mock.LoginToken()
+	// The error message quotes a token, which must never reach a log line.
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultPartial, Code: "INTERNAL_SERVER_ERROR",
+		Message: "audit sink slow for request by " + old, Times: 1})
+
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	if env.mock.LoginTokenValid(old) {
+		t.Fatal("setup: inabit did not apply the refresh")
+	}
+	if got := storedToken(t, env); got != env.mock.LoginToken() {
+		t.Fatalf("a partial answer carried the new token but storage holds the old one (rotate-root err: %v; status: %q)",
+			err, storedConfig(t, env).LastRotationError)
+	}
+	if err != nil {
+		t.Fatalf("rotate-root with a partial answer: %v", err)
+	}
+	if s := rotationStatus(t, env); s != "" {
+		t.Fatalf("status = %q, want clean", s)
+	}
+	logs := env.logs.String()
+	if !strings.Contains(logs, "audit sink slow") {
+		t.Fatalf("the partial answer's error message was not logged:\n%s", logs)
+	}
+	if strings.Contains(logs, old) || strings.Contains(logs, env.mock.LoginToken()) {
+		t.Fatal("a token reached the logs")
+	}
+}
+
+// LOGIN TOKEN LOST stays, and neither ticks, rotate-root nor token reads call inabit with the
+// dead token, until a new login token is written (issue 8 defect 5: LOST was overwritten a minute
+// later).
+func TestLostStaysAndCallsNothingUntilANewLoginToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDropAfterApply, Times: 1})
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	t.Logf("rotate-root: %v", err)
+	if !strings.HasPrefix(rotationStatus(t, env), "LOGIN TOKEN LOST") {
+		// A dropped answer is ambiguous: settled after the grace period.
+		env.clock.advance(pastGrace)
+		env.tick(t)
+	}
+	if s := rotationStatus(t, env); !strings.HasPrefix(s, "LOGIN TOKEN LOST") {
+		t.Fatalf("setup: status = %q, want LOGIN TOKEN LOST", s)
+	}
+	refreshes, probes := env.mock.Calls(mockinabit.OpRefresh), env.mock.Calls(mockinabit.OpAccessToken)
+
+	var elapsed time.Duration
+	for d := time.Minute; d <= 2*time.Hour; d *= 2 {
+		env.clock.advance(d)
+		elapsed += d
+		env.tick(t)
+		if got := env.mock.Calls(mockinabit.OpRefresh); got != refreshes {
+			t.Fatalf("%s after LOST: %d refreshes sent with a token known to be dead; status now %q", elapsed, got-refreshes, rotationStatus(t, env))
+		}
+		if got := env.mock.Calls(mockinabit.OpAccessToken); got != probes {
+			t.Fatalf("%s after LOST: a tick called inabit %d times", elapsed, got-probes)
+		}
+		if s := rotationStatus(t, env); !strings.HasPrefix(s, "LOGIN TOKEN LOST") {
+			t.Fatalf("%s after LOST: status = %q", elapsed, s)
+		}
+	}
+	cfg := env.readConfig(t)
+	if cfg["login_token_lost"] != true || cfg["next_rotation_at"] != "" {
+		t.Fatalf("config read while lost: login_token_lost = %v, next_rotation_at = %v; want true and empty", cfg["login_token_lost"], cfg["next_rotation_at"])
+	}
+
+	_, err = env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	if err == nil || !strings.Contains(err.Error(), "LOGIN TOKEN LOST") {
+		t.Fatalf("rotate-root while lost: err = %v, want the LOST message", err)
+	}
+	_, err = env.requestOK(logical.ReadOperation, "token", nil)
+	if err == nil || !strings.Contains(err.Error(), "LOGIN TOKEN LOST") {
+		t.Fatalf("token read while lost: err = %v, want the LOST message", err)
+	}
+	if env.mock.Calls(mockinabit.OpRefresh) != refreshes || env.mock.Calls(mockinabit.OpAccessToken) != probes {
+		t.Fatal("rotate-root or a token read called inabit with a token known to be dead")
+	}
+
+	env.mock.IssueLoginToken()
+	env.configure(t, nil) // writes the new login token
+	cfg = env.readConfig(t)
+	if cfg["last_rotation_error"] != "" || cfg["login_token_lost"] == true {
+		t.Fatalf("after a new login token: %v", cfg)
+	}
+	env.readToken(t)
+}
+
+// WAF 403 pages answering the refresh and every probe never make the token LOST: the outcome stays
+// unknown (issue 8 defect 6: such a page was taken for a dead token).
+func TestWAFPagesNeverMakeTheTokenLost(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	waf := mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, ContentType: "text/html",
+		Body: "<html><title>403 Forbidden</title><body>Request blocked</body></html>"}
+	env.mock.InjectFault(mockinabit.OpAccessToken, waf) // every probe, for good
+	once := waf
+	once.Times = 1
+	env.mock.InjectFault(mockinabit.OpRefresh, once)
+
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	t.Logf("rotate-root: %v", err)
+	check := func(when, want string) {
+		t.Helper()
+		cfg := env.readConfig(t)
+		s, _ := cfg["last_rotation_error"].(string)
+		if strings.Contains(s, "LOGIN TOKEN LOST") || cfg["login_token_lost"] == true || lostEventSent(env) {
+			t.Fatalf("%s: a WAF page was taken for a dead token: status %q, login_token_lost %v, lost event %v",
+				when, s, cfg["login_token_lost"], lostEventSent(env))
+		}
+		if n := walCount(t, env); n != 1 || !strings.Contains(s, want) {
+			t.Fatalf("%s: WAL entries = %d, status = %q; want 1 and %q", when, n, s, want)
+		}
+	}
+	check("after rotate-root", "outcome unknown")
+	env.clock.advance(pastGrace)
+	env.tick(t)
+	check("after the grace period, probe answered by the WAF", "unknown")
+	if !env.mock.LoginTokenValid(storedToken(t, env)) {
+		t.Fatal("setup: the stored token died")
+	}
+}
+
+// A status write never replaces a newer token another node saved meanwhile, nor calls it LOST
+// (issue 8 defect 7).
+func TestStatusWriteNeverOverwritesANewerToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	var otherNodes string
+	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
+		// While our refresh is on the wire, another node saves a token it got from inabit.
+		cfg, err := readConfig(context.Background(), env.storage)
+		if err != nil || cfg == nil {
+			t.Errorf("other node: %v", err)
+			return
+		}
+		otherNodes = env.mock.IssueLoginToken()
+		cfg.LoginToken = otherNodes
+		cfg.LoginTokenStoredAt = env.clock.now()
+		if err := putConfig(context.Background(), env.storage, cfg); err != nil {
+			t.Errorf("other node: %v", err)
+		}
+	}})
+	env.configure(t, nil)
+
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	t.Logf("rotate-root: %v", err)
+	if otherNodes == "" {
+		t.Fatal("setup: no refresh was sent")
+	}
+	cfg := storedConfig(t, env)
+	if cfg.LoginToken != otherNodes {
+		t.Fatalf("a status write replaced the token another node saved (stored token live at inabit: %v; status %q)",
+			env.mock.LoginTokenValid(cfg.LoginToken), cfg.LastRotationError)
+	}
+	if strings.Contains(cfg.LastRotationError, "LOGIN TOKEN LOST") {
+		t.Fatalf("status says LOST while the stored token is live: %q", cfg.LastRotationError)
+	}
+}

@@ -1,0 +1,224 @@
+package inabit
+
+// Tests of wal.go: when a rotation's WAL entry is settled, by which node, and what that concludes.
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
+)
+
+// A refresh inabit applies after our client gave up is "outcome unknown": no probe and no new
+// refresh until refresh_grace_period has passed, then LOGIN TOKEN LOST (issue 8 defect 3: the
+// probe raced a refresh inabit was still applying).
+func TestRefreshAppliedAfterTimeoutIsUnknownUntilGraceThenLost(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"request_timeout": 1})
+	orig := env.mock.LoginToken()
+	env.mock.ResetCalls()
+	// We give up after 1s; inabit applies the refresh at 2s.
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 2 * time.Second, Times: 1})
+
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	t.Logf("rotate-root: %v", err)
+	s := rotationStatus(t, env)
+	if !strings.Contains(s, "outcome unknown") || !strings.Contains(s, "checked again at") {
+		t.Fatalf("status right after a timed-out refresh = %q, want \"outcome unknown … checked again at\"", s)
+	}
+	if n := walCount(t, env); n != 1 {
+		t.Fatalf("WAL entries = %d, want 1 (the outcome unknown)", n)
+	}
+	if got := env.mock.Calls(mockinabit.OpAccessToken); got != 0 {
+		t.Fatalf("%d probes sent while inabit may still be applying the refresh", got)
+	}
+
+	if !env.mock.WaitIdle(10 * time.Second) {
+		t.Fatal("the delayed refresh never finished")
+	}
+	if env.mock.LoginTokenValid(orig) {
+		t.Fatal("setup: inabit did not apply the delayed refresh")
+	}
+	// Before the grace period ends, nothing is sent.
+	_, err = env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	if err == nil {
+		t.Fatal("a second rotate-root inside the grace period succeeded")
+	}
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("refresh calls = %d, want 1 (no new refresh while the outcome unknown)", got)
+	}
+
+	env.clock.advance(pastGrace)
+	env.tick(t)
+	if s := rotationStatus(t, env); !strings.HasPrefix(s, "LOGIN TOKEN LOST") {
+		t.Fatalf("status after the grace period = %q, want LOGIN TOKEN LOST", s)
+	}
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("refresh calls = %d, want 1", got)
+	}
+}
+
+// A refresh inabit never applied is settled, with a clean status and a live stored token, only
+// after refresh_grace_period (issue 8 defect 3).
+func TestRefreshNeverAppliedIsSettledCleanOnlyAfterGrace(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"request_timeout": 1})
+	env.mock.ResetCalls()
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultHang, Times: 1})
+
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	t.Logf("rotate-root: %v", err)
+	if !env.mock.WaitIdle(10 * time.Second) {
+		t.Fatal("the swallowed refresh is still held")
+	}
+	s := rotationStatus(t, env)
+	if n := walCount(t, env); n != 1 || !strings.Contains(s, "outcome unknown") {
+		t.Fatalf("after a swallowed refresh: WAL entries = %d, status = %q; want 1 and \"outcome unknown\"", n, s)
+	}
+	env.clock.advance(time.Minute)
+	env.tick(t)
+	if r, a := env.mock.Calls(mockinabit.OpRefresh), env.mock.Calls(mockinabit.OpAccessToken); r != 1 || a != 0 {
+		t.Fatalf("a tick inside the grace period sent %d refreshes and %d probes, want 1 and 0", r, a)
+	}
+
+	env.clock.advance(pastGrace)
+	env.tick(t)
+	if s := rotationStatus(t, env); s != "" {
+		t.Fatalf("status after the grace period = %q, want clean", s)
+	}
+	if n := walCount(t, env); n != 0 {
+		t.Fatalf("WAL entries = %d after the grace period, want 0", n)
+	}
+	if !env.mock.LoginTokenValid(storedToken(t, env)) {
+		t.Fatal("stored token is dead")
+	}
+}
+
+// Another node's young WAL entry blocks rotate-root; neither it nor a tick calls inabit or deletes
+// the entry (issue 8 defect 7: young WALs of another node were settled).
+func TestYoungWALOfAnotherNodeBlocksRotationAndIsKept(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	putWAL(t, env, storedToken(t, env), env.clock.now().Add(-30*time.Second))
+	env.mock.ResetCalls()
+
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	if r, a := env.mock.Calls(mockinabit.OpRefresh), env.mock.Calls(mockinabit.OpAccessToken); r != 0 || a != 0 {
+		t.Fatalf("rotate-root beside another node's 30s-old rotation sent %d refreshes and %d probes, want none (err %v)", r, a, err)
+	}
+	if err == nil {
+		t.Fatal("rotate-root beside another node's rotation in flight succeeded")
+	}
+	env.tick(t)
+	if n := walCount(t, env); n != 1 {
+		t.Fatalf("a tick deleted another node's young WAL entry (%d left)", n)
+	}
+	if env.mock.Calls(mockinabit.OpRefresh) != 0 || env.mock.Calls(mockinabit.OpAccessToken) != 0 {
+		t.Fatal("a tick called inabit beside another node's rotation in flight")
+	}
+}
+
+// walRollback on a performance standby calls no inabit and writes no status (issue 8 defect 10).
+func TestWALRollbackOnPerformanceStandbyCallsNothingAndWritesNothing(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	putWAL(t, env, storedToken(t, env), env.clock.now().Add(-time.Hour))
+	env.mock.IssueLoginToken() // whatever happened, a standby must not be the one to find out
+	env.mock.ResetCalls()
+
+	standby := newNode(t, env, func(c *logical.BackendConfig) {
+		sv := logical.TestSystemView()
+		sv.ReplicationStateVal = consts.ReplicationPerformanceStandby
+		c.System = sv
+	})
+	ids, err := framework.ListWAL(context.Background(), env.storage)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("WAL: %v %v", ids, err)
+	}
+	entry, err := framework.GetWAL(context.Background(), env.storage, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = standby.walRollback(context.Background(), &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}, entry.Kind, entry.Data)
+	t.Logf("walRollback on a performance standby: %v", err)
+	if r, a := env.mock.Calls(mockinabit.OpRefresh), env.mock.Calls(mockinabit.OpAccessToken); r != 0 || a != 0 {
+		t.Fatalf("walRollback on a performance standby called inabit (%d refreshes, %d probes)", r, a)
+	}
+	if s := storedConfig(t, env).LastRotationError; s != "" {
+		t.Fatalf("walRollback on a performance standby wrote status %q", s)
+	}
+}
+
+// TestRestartedNodeSettlesOldWALOnlyAfterGraceOnItsOwnClock restarts the plugin (a new backend
+// from Factory on the same storage) and calls its walRollback directly, as Vault does for an old
+// entry. Issue 8 defect 12: the crash-recovery test did not reach walRollback.
+func TestRestartedNodeSettlesOldWALOnlyAfterGraceOnItsOwnClock(t *testing.T) {
+	cases := []struct {
+		name     string
+		crash    func(env *testEnv)
+		wantLost bool
+	}{
+		{"died before calling inabit", func(*testEnv) {}, false},
+		{"died after inabit applied, before persist", func(env *testEnv) { env.mock.IssueLoginToken() }, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t, mockinabit.Options{})
+			env.configure(t, nil)
+			id := putWAL(t, env, storedToken(t, env), env.clock.now().Add(-time.Hour))
+			tc.crash(env)
+			env.b.Cleanup(context.Background()) // the old plugin process is gone
+			env.b = newNode(t, env, nil)
+			env.mock.ResetCalls()
+
+			entry, err := framework.GetWAL(context.Background(), env.storage, id)
+			if err != nil || entry == nil {
+				t.Fatalf("WAL entry: %v %v", entry, err)
+			}
+			req := &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}
+			// However old its stamp, the restarted node has just seen the entry: it waits out the
+			// grace on its own clock first (a skewed writer's stamp proves nothing).
+			if err := env.b.walRollback(context.Background(), req, entry.Kind, entry.Data); err == nil {
+				t.Fatal("walRollback settled an entry this node saw for the first time")
+			}
+			if got := env.mock.Calls(mockinabit.OpAccessToken); got != 0 {
+				t.Fatalf("%d probes of an entry inside its grace on this node's clock", got)
+			}
+			env.clock.advance(pastGrace)
+			if err := env.b.walRollback(context.Background(), req, entry.Kind, entry.Data); err != nil {
+				t.Fatalf("walRollback: %v", err)
+			}
+			if env.mock.Calls(mockinabit.OpAccessToken) == 0 {
+				t.Fatal("walRollback did not ask inabit about the old token")
+			}
+			// Vault deletes an entry whose rollback succeeded.
+			if err := framework.DeleteWAL(context.Background(), env.storage, id); err != nil {
+				t.Fatal(err)
+			}
+			cfg := env.readConfig(t)
+			s, _ := cfg["last_rotation_error"].(string)
+			if tc.wantLost {
+				if !strings.HasPrefix(s, "LOGIN TOKEN LOST") || cfg["login_token_lost"] != true {
+					t.Fatalf("after recovery: status %q, login_token_lost %v; want LOGIN TOKEN LOST and true", s, cfg["login_token_lost"])
+				}
+			} else {
+				if s != "" || cfg["login_token_lost"] == true {
+					t.Fatalf("healthy recovery: status %q, login_token_lost %v", s, cfg["login_token_lost"])
+				}
+				if !env.mock.LoginTokenValid(storedToken(t, env)) {
+					t.Fatal("stored token is dead")
+				}
+			}
+			if env.mock.Calls(mockinabit.OpRefresh) != 0 {
+				t.Fatal("recovery sent a refresh")
+			}
+			env.tickOK(t)
+		})
+	}
+}
