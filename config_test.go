@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
 // A rotated token living shorter than rotation_period is scheduled at or before exp - margin and
@@ -55,5 +56,90 @@ func TestTokenWithExpButNoIatIsRotatedBeforeExpMinusMargin(t *testing.T) {
 	if !next.Before(exp) || next.After(exp.Add(-margin+time.Second)) {
 		t.Fatalf("token with exp %s and no iat: next_rotation_at = %s, want at or before exp - %s = %s",
 			formatTime(exp), formatTime(next), margin.Round(time.Second), formatTime(exp.Add(-margin)))
+	}
+}
+
+// Issue 11: "a schedule whose slots are further apart than the login token's lifetime is a 400
+// that says so", also for a schedule that fires in bursts ("every minute on Tuesdays", "every
+// minute on the 1st"): hundreds of slots one minute apart, then a gap of days. (The review found
+// maxSlotGap looking at the next 500 slots only, accepting it for a token that dies between two
+// bursts.)
+func TestBurstScheduleWithGapsLongerThanTokenLifeIsRefused(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	// Monday 2027-03-01 12:00 UTC on both clocks.
+	env.clock.advance(time.Until(time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)))
+	cases := []struct {
+		schedule string
+		life     time.Duration
+	}{
+		{"* * * * 2", 5 * 24 * time.Hour},  // Tuesdays only: 6 days between the last and next slot
+		{"* * 1 * *", 10 * 24 * time.Hour}, // the 1st of the month only: ~30 days apart
+	}
+	for _, tc := range cases {
+		now := env.clock.now()
+		tok := makeJWT(t, jwt.MapClaims{"sub": "api-user", "iat": now.Unix(), "exp": now.Add(tc.life).Unix()})
+		resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{
+			"login_token": tok, "url": env.srv.URL, "verify_connection": false, "rotation_schedule": tc.schedule})
+		if err == nil && !resp.IsError() {
+			next := env.readConfig(t)["next_rotation_at"]
+			t.Errorf("rotation_schedule %q accepted for a login token living %s, though its slots are days apart "+
+				"(true largest gap %s); next_rotation_at %v", tc.schedule, tc.life,
+				trueScheduleGap(t, tc.schedule, now), next)
+		}
+	}
+}
+
+// trueScheduleGap is the largest gap between the 100 000 slots of expr that follow from.
+func trueScheduleGap(t *testing.T, expr string, from time.Time) time.Duration {
+	s, err := rotation.ParseSchedule(expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gap time.Duration
+	prev := s.Next(from.UTC())
+	for i := 0; i < 100000; i++ {
+		next := s.Next(prev)
+		gap = max(gap, next.Sub(prev))
+		prev = next
+	}
+	return gap
+}
+
+// "0 0 30 2 *" (February 30th) is a valid cron expression that never fires. It is refused (a 400
+// that quotes it) also for a login token without exp. (The review found applySchedule letting it
+// through -- the gap check only ran when the token had a lifetime -- so automated rotation was
+// silently off and next_rotation_at empty.)
+func TestNeverFiringScheduleIsRefusedForTokenWithoutExp(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	tok := makeJWT(t, jwt.MapClaims{"sub": "api-user", "iat": env.clock.now().Unix()})
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{
+		"login_token": tok, "url": env.srv.URL, "verify_connection": false, "rotation_schedule": "0 0 30 2 *"})
+	if err == nil && !resp.IsError() {
+		cfg := env.readConfig(t)
+		t.Fatalf("rotation_schedule \"0 0 30 2 *\" (never fires) accepted: next_rotation_at %q, next_rotation_reason %q, disable_automated_rotation %v",
+			cfg["next_rotation_at"], cfg["next_rotation_reason"], cfg["disable_automated_rotation"])
+	}
+}
+
+// inabit starts minting 2-hour login tokens (SetTTLs); rotation_period stays 360h, which the
+// contract handles (next rotation = min(born + period, exp - margin)). A config write of another
+// field -- here only access_token_min_ttl -- is accepted. (The review found every such write a
+// 400 about rotation_period, a field the request did not carry.)
+func TestConfigWriteNotTouchingTheScheduleIsNeverRefusedForIt(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.mock.SetTTLs(2*time.Hour, 0)
+	if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{"access_token_min_ttl": "5m"})
+	if err != nil || resp.IsError() {
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		} else {
+			msg = resp.Error().Error()
+		}
+		t.Fatalf("a write of access_token_min_ttl alone was refused: %s", msg)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
@@ -391,4 +392,24 @@ func TestConfigCreateRunsExistenceCheckAndNeedsLoginToken(t *testing.T) {
 		t.Fatalf("create without login_token: %v %v", resp, err)
 	}
 	env.tickOK(t)
+}
+
+// A login_token sent with the wrong JSON type (an object, as a botched script or an HCL file
+// would send) is a 400 that does not quote the value. (The review found ValidateStrict refusing
+// it with the SDK's conversion error, which quotes the value: the token came back in the error
+// and whatever logs the response.)
+func TestLoginTokenOfWrongTypeIsNeverEchoedInThe400(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	tok := env.mock.LoginToken()
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{
+		"login_token": map[string]interface{}{"value": tok}, "url": env.srv.URL})
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	} else if resp != nil && resp.IsError() {
+		msg = resp.Error().Error()
+	}
+	if strings.Contains(msg, strings.SplitN(tok, ".", 3)[1]) {
+		t.Fatalf("the 400 for a login_token of the wrong type quotes the token: %q", inabitapi.Redact(msg))
+	}
 }

@@ -179,3 +179,161 @@ func TestStatusWriteNeverOverwritesANewerToken(t *testing.T) {
 		t.Fatalf("status says LOST while the stored token is live: %q", cfg.LastRotationError)
 	}
 }
+
+// The refresh is applied and inabit's answer carries the new token in data, but the HTTP status
+// is 500 (GraphQL servers commonly answer a partial result with 500, and gateways pass it on).
+// Issue 8 defect 2: "a non-empty token in data.refreshApiUserLoginToken must be kept, whatever
+// else the answer says": the token is stored. (The review found it thrown away, the outcome
+// called unknown, and LOGIN TOKEN LOST declared after refresh_grace_period.)
+func TestRefreshAnsweredWithTokenAtHTTP500KeepsTheToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	tr := newProxyTransport()
+	env.b.newAPI = apiOver(tr)
+	env.configure(t, nil)
+	old := env.mock.LoginToken()
+	tr.mu.Lock()
+	tr.rewriteRefresh = func(_ int, body []byte) (int, []byte) {
+		return http.StatusInternalServerError, addGraphQLErrors(t, body, map[string]interface{}{
+			"message": "audit log write failed", "extensions": map[string]interface{}{"code": "INTERNAL_SERVER_ERROR"}})
+	}
+	tr.mu.Unlock()
+
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	live := env.mock.LoginToken()
+	if live == old {
+		t.Fatal("setup: inabit did not apply the refresh")
+	}
+	if got := storedToken(t, env); got != live {
+		status := storedConfig(t, env).LastRotationError
+		env.clock.advance(pastGrace)
+		env.tick(t)
+		t.Fatalf("inabit answered HTTP 500 with the new token in data.refreshApiUserLoginToken; the plugin dropped it.\n"+
+			"rotate-root: %v\nstatus right after: %q\nstatus after refresh_grace_period: %q",
+			err, status, storedConfig(t, env).LastRotationError)
+	}
+}
+
+// A 200 answer with the new token and an errors[] entry whose extensions.code is a number (the
+// GraphQL spec leaves extensions free-form) keeps the token: "HTTP 200 with a non-empty string in
+// data.refreshApiUserLoginToken -- EVEN IF the answer also carries errors[]". (The review found
+// parseGraphQL failing to decode the number into a string Code, calling the whole answer "not
+// GraphQL JSON" and throwing the token away.)
+func TestPartialAnswerWithNumericErrorCodeKeepsTheToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	tr := newProxyTransport()
+	env.b.newAPI = apiOver(tr)
+	env.configure(t, nil)
+	old := env.mock.LoginToken()
+	tr.mu.Lock()
+	tr.rewriteRefresh = func(status int, body []byte) (int, []byte) {
+		return status, addGraphQLErrors(t, body, map[string]interface{}{
+			"message": "audit sink slow", "extensions": map[string]interface{}{"code": 503}})
+	}
+	tr.mu.Unlock()
+
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	live := env.mock.LoginToken()
+	if live == old {
+		t.Fatal("setup: inabit did not apply the refresh")
+	}
+	if got := storedToken(t, env); got != live {
+		status := storedConfig(t, env).LastRotationError
+		env.clock.advance(pastGrace)
+		env.tick(t)
+		t.Fatalf("HTTP 200 carrying the new token plus errors[{extensions:{code:503}}]; the plugin dropped the token.\n"+
+			"rotate-root: %v\nstatus right after: %q\nstatus after refresh_grace_period: %q",
+			err, status, storedConfig(t, env).LastRotationError)
+	}
+}
+
+// The refresh's outcome is unknown (inabit swallowed it), and the status write that records it
+// fails. Storage says "outcome unknown, checked again at" (the in-flight mark), and so does a
+// config read on the active node, which serves config from its cache. (The review found the cache
+// still healthy: no error, the old next_rotation_at, token reads without a warning, while no
+// refresh may be sent for 10m.)
+func TestFailedStatusWriteNeverLeavesActiveNodeReportingHealthy(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"request_timeout": 1})
+	env.readConfig(t) // the active node serves config from its cache
+	env.storage.failPutsAfter(configStorageKey, 1)
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultHang, Times: 1})
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	t.Logf("rotate-root: %v", err)
+	env.storage.failPutsTo(configStorageKey, false)
+	stored := storedConfig(t, env).LastRotationError
+	if !strings.Contains(stored, "outcome unknown") || walCount(t, env) != 1 {
+		t.Fatalf("setup: stored status %q, WAL entries %d", stored, walCount(t, env))
+	}
+	cfg := env.readConfig(t)
+	warnings := env.readToken(t).Warnings
+	if s, _ := cfg["last_rotation_error"].(string); !strings.Contains(s, "outcome unknown") {
+		t.Fatalf("storage says %q but config read on the active node says last_rotation_error=%q, next_rotation_at=%v; token read warnings %q",
+			stored, s, cfg["next_rotation_at"], warnings)
+	}
+}
+
+// A "GraphQL JSON errors-only answer at HTTP 200/4xx (inabit's own answer)" is a definite "not
+// applied" (WAL deleted at once); only "any 403 that is not a GraphQL answer" is ambiguous (the
+// refresh outcomes of issue 8). (The review found inabitapi's statusError mapping every 401/403
+// that is not an auth error to ErrRefused without Answered, so a 403 GraphQL answer blocked the
+// mount for refresh_grace_period as "unknown".)
+func TestGraphQLAnswerAtHTTP403IsADefiniteNotApplied(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, ContentType: "application/json",
+		Body: `{"data":null,"errors":[{"message":"refresh not allowed from this network","extensions":{"code":"BAD_REQUEST"}}]}`, Times: 1})
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	if n := walCount(t, env); n != 0 || strings.Contains(rotationStatus(t, env), "outcome unknown") {
+		t.Fatalf("inabit's own GraphQL answer at HTTP 403: WAL entries %d, status %q (rotate-root: %v); want the WAL deleted and no \"outcome unknown\"",
+			n, rotationStatus(t, env), err)
+	}
+}
+
+// inabit rejected the refresh (UNAUTHENTICATED) and the probe met a WAF page. The stored status
+// promises "no refresh is sent with it until inabit confirms it works", and that holds on this
+// node and after a plugin restart. (The review found the rejection kept only in memory: after a
+// restart the next tick sent a refresh with the token inabit said is dead.)
+func TestRestartRemembersRejectionAndNeverRefreshesTheDeadToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.mock.IssueLoginToken() // the stored token was revoked outside Vault
+	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, ContentType: "text/html",
+		Body: "<html><title>403 Forbidden</title></html>"})
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	status := rotationStatus(t, env)
+	if !strings.Contains(status, "no refresh is sent with it") {
+		t.Fatalf("setup: rotate-root %v; status %q", err, status)
+	}
+	env.clock.advance(5 * time.Minute)
+	env.tickOK(t)
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("setup: the same node refreshed the rejected token (%d refreshes)", got)
+	}
+
+	env.b.Cleanup(context.Background())
+	env.b = newNode(t, env, nil)
+	env.clock.advance(10 * time.Minute)
+	env.tickOK(t)
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("after a plugin restart a tick sent a refresh with the token inabit rejected, while the stored status said %q", status)
+	}
+}
+
+// inabit answers the refresh with 429 and "Retry-After: 3600": nothing was applied, and no tick
+// sends another refresh two minutes later. (The review found the 1m backoff winning over inabit's
+// hour.)
+func TestRefreshRetryAfterIsHonouredByTicks(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "3600",
+		ContentType: "application/json", Body: `{"errors":[{"message":"too many refreshes, retry in an hour"}]}`, Times: 1})
+	if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err == nil {
+		t.Fatal("setup: rotate-root succeeded")
+	}
+	next := env.readConfig(t)["next_rotation_at"]
+	env.clock.advance(2 * time.Minute)
+	env.tickOK(t)
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("inabit said Retry-After: 3600 to a refresh; a tick sent another refresh 2 minutes later (next_rotation_at was %v)", next)
+	}
+}

@@ -222,3 +222,36 @@ func TestRestartedNodeSettlesOldWALOnlyAfterGraceOnItsOwnClock(t *testing.T) {
 		})
 	}
 }
+
+// A node whose clock runs ahead by more than refresh_grace_period (>= 30s is allowed) does not
+// settle another node's entry while that node's refresh is still being applied: the entry's age
+// is not judged from the writer's StartedAt on the settling node's clock. Here node B's clock is
+// 40s ahead; inabit applies A's refresh 3s after receiving it. (The review found B's probe saying
+// "alive", the entry deleted and the status cleared; then inabit applied the refresh, the
+// stepped-down A could not save the answer, and the cluster said healthy over a dead token.)
+func TestNodeWithClockAheadNeverSettlesARefreshStillBeingApplied(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"request_timeout": 1, "refresh_grace_period": 30})
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 3 * time.Second, Times: 1})
+
+	_, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil) // A gives up after 1s
+	if s := rotationStatus(t, env); !strings.Contains(s, "outcome unknown") {
+		t.Fatalf("setup: rotate-root %v, status %q", err, s)
+	}
+	// A steps down; B, whose clock is 40s ahead of A's, becomes active and ticks at once.
+	nodeB := newNode(t, env, nil)
+	nodeB.now = func() time.Time { return env.clock.now().Add(40 * time.Second) }
+	if _, err := nodeB.HandleRequest(context.Background(), &logical.Request{Operation: logical.RollbackOperation, Storage: env.storage}); err != nil {
+		t.Logf("node B tick: %v", err)
+	}
+	settled := walCount(t, env) == 0
+	if !env.mock.WaitIdle(10 * time.Second) {
+		t.Fatal("the delayed refresh never finished")
+	}
+	stored := storedConfig(t, env)
+	if settled && !env.mock.LoginTokenValid(stored.LoginToken) && !stored.LoginTokenLost && stored.LastRotationError == "" {
+		t.Fatalf("node B (clock +40s, refresh_grace_period 30s) settled node A's entry ~1s after A's refresh timed out, "+
+			"while inabit was still applying it: the stored token is now dead, the status is clean (%q), login_token_lost %v, no WAL entry left",
+			stored.LastRotationError, stored.LoginTokenLost)
+	}
+}
