@@ -3,6 +3,7 @@ package inabit
 // Tests of config.go: the rotation schedule against the login token's lifetime.
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +142,26 @@ func TestConfigWriteNotTouchingTheScheduleIsNeverRefusedForIt(t *testing.T) {
 			msg = resp.Error().Error()
 		}
 		t.Fatalf("a write of access_token_min_ttl alone was refused: %s", msg)
+	}
+}
+
+// 15.12 (mutation expiry-margin-ignores-tick): a login token too short-lived to be rotated in
+// time is warned about at config write and on reads, and rotated at the first tick.
+func TestTooShortLivedTokenIsWarnedAndRotatedAtOnce(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{LoginTokenTTL: 150 * time.Second})
+	resp, err := env.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"login_token": env.mock.LoginToken(), "url": env.srv.URL, "rotation_period": "1m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp == nil || len(resp.Warnings) == 0 || !strings.Contains(resp.Warnings[0], "too short") {
+		t.Fatalf("config write of a 150 s token: no warning (%v)", resp)
+	}
+	if w := env.readToken(t).Warnings; len(w) == 0 || !strings.Contains(strings.Join(w, " "), "too short") {
+		t.Fatalf("token read: no warning (%v)", w)
+	}
+	env.clock.advance(30 * time.Second)
+	env.tick(t)
+	if env.mock.Calls(mockinabit.OpRefresh) != 1 {
+		t.Fatal("a 150 s token was not rotated at the first tick")
 	}
 }

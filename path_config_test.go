@@ -2,7 +2,6 @@ package inabit
 
 import (
 	"context"
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -321,41 +320,6 @@ func TestSameOrigin(t *testing.T) {
 		if got := sameOrigin(tc.a, tc.b); got != tc.same {
 			t.Errorf("sameOrigin(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.same)
 		}
-	}
-}
-
-// A config write while a rotated token is held unsaved saves it, with a clean status, no WAL entry
-// and no extra rotation (issue 8 defect 8).
-func TestConfigWriteWhileTokenHeldSavesItCleanly(t *testing.T) {
-	env := newTestEnv(t, mockinabit.Options{})
-	env.configure(t, nil)
-	env.storage.failPutsAfter(configStorageKey, 1) // the in-flight status, then the save fails
-	if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err != nil {
-		t.Fatal(err)
-	}
-	live := env.mock.LoginToken()
-	if storedToken(t, env) == live {
-		t.Fatal("setup: storage accepted the rotated token")
-	}
-	env.storage.failPutsTo(configStorageKey, false)
-	if _, err := env.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"rotation_period": "100h"}); err != nil {
-		t.Fatal(err)
-	}
-	if storedToken(t, env) != live {
-		t.Fatal("the config write did not save the live token")
-	}
-	cfg := env.readConfig(t)
-	if fmt.Sprint(cfg["rotation_failures"]) != "0" || cfg["last_rotation_error"] != "" {
-		t.Fatalf("after the config write: rotation_failures = %v, last_rotation_error = %q; want 0 and empty",
-			cfg["rotation_failures"], cfg["last_rotation_error"])
-	}
-	if n := walCount(t, env); n != 0 {
-		t.Fatalf("%d WAL entries left after the rotated token was saved", n)
-	}
-	env.clock.advance(time.Minute + time.Second)
-	env.tickOK(t)
-	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
-		t.Fatalf("refresh calls = %d a minute after the save, want 1 (no extra rotation)", got)
 	}
 }
 

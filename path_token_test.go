@@ -348,3 +348,45 @@ func TestLeaseNeverOutlivesAccessTokenWithVaultClockBehind(t *testing.T) {
 			resp.Secret.TTL, time.Until(claims.ExpiresAt).Truncate(time.Second), limit.Truncate(time.Second))
 	}
 }
+
+// 15.9 (mutation unauthenticated-read-no-reread): a node that has not yet seen another node's
+// rotation re-reads storage before telling a client to replace a token that works.
+func TestNodeBehindAnotherNodesRotationRereadsStorageBeforeBlamingTheToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, forceFetch)
+	behind := newNode(t, env, nil)
+	read := func(b *backend) (*logical.Response, error) {
+		return b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "token", Storage: env.storage})
+	}
+	if resp, err := read(behind); err != nil || resp.IsError() {
+		t.Fatalf("setup read: %v %v", resp, err)
+	}
+	if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err != nil {
+		t.Fatal(err)
+	}
+	// behind has not been invalidated: its cached config still holds the old, now dead token.
+	resp, err := read(behind)
+	if err != nil || resp.IsError() {
+		t.Fatalf("a node behind the rotation failed a read with a working stored token: %v %v", resp, err)
+	}
+	if !env.mock.AccessTokenValid(resp.Data["access_token"].(string)) {
+		t.Fatal("served access token is not valid")
+	}
+}
+
+// 15.4 (mutation access-cache-wall-clock): a wall-clock step backwards never makes an expired
+// access token look fresh or gives it a long lease.
+func TestBackwardClockStepNeverServesAnExpiredAccessToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{AccessTokenTTL: 15 * time.Minute})
+	env.configure(t, nil)
+	first := env.readToken(t).Data["access_token"].(string)
+	env.clock.advance(16 * time.Minute) // the token has expired
+	env.clock.step(-2 * time.Hour)      // and the wall clock steps back two hours
+	resp := env.readToken(t)
+	if resp.Data["access_token"] == first {
+		t.Fatal("served the expired access token after a backward clock step")
+	}
+	if resp.Secret.TTL > 15*time.Minute {
+		t.Fatalf("lease TTL %s outlives a 15-minute token", resp.Secret.TTL)
+	}
+}

@@ -337,3 +337,72 @@ func TestRefreshRetryAfterIsHonouredByTicks(t *testing.T) {
 		t.Fatalf("inabit said Retry-After: 3600 to a refresh; a tick sent another refresh 2 minutes later (next_rotation_at was %v)", next)
 	}
 }
+
+// 15.8 (mutation no-probe-before-refresh): a LOST that storage refused to record is not
+// forgotten by a restart: the restarted node never refreshes the dead token.
+func TestRestartNeverRefreshesATokenWhoseLostStorageRefused(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"rotation_period": "1h", "access_token_min_ttl": "15m"})
+	env.mock.IssueLoginToken() // revoked at inabit
+	_ = env.readTokenErr()
+	env.storage.failPutsTo(configStorageKey, true)
+	env.clock.advance(time.Minute)
+	env.tick(t) // confirms LOST, but storage refuses to record it
+	env.b.Cleanup(context.Background())
+	env.b = newNode(t, env, nil) // a restart forgets everything in memory
+	env.storage.failPutsTo(configStorageKey, false)
+	env.clock.advance(2 * time.Hour) // rotation is due
+	env.tick(t)
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 0 {
+		t.Fatalf("the restarted node refreshed a token inabit had rejected (%d refreshes)", got)
+	}
+	if cfg := env.readConfig(t); cfg["login_token_lost"] != true {
+		t.Fatalf("LOST not recorded once storage worked: %q", cfg["last_rotation_error"])
+	}
+}
+
+// 15.3 (mutation rotated-token-not-trimmed / rotated-token-not-verified): a rotated token is
+// trimmed, and a status says healthy only when inabit accepts the stored token.
+func TestRotatedTokenIsTrimmedAndHealthyOnlyWhenInabitAcceptsIt(t *testing.T) {
+	t.Run("trailing newline", func(t *testing.T) {
+		env := newTestEnv(t, mockinabit.Options{})
+		env.b.newAPI = apiOver(&answerRewriter{base: http.DefaultTransport, rewrite: func(body string) string {
+			if strings.Contains(body, "refreshApiUserLoginToken") {
+				return strings.Replace(body, `"}}`, `\n"}}`, 1)
+			}
+			return body
+		}})
+		env.configure(t, nil)
+		if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err != nil {
+			t.Fatal(err)
+		}
+		if tok := storedToken(t, env); tok != strings.TrimSpace(tok) || !env.mock.LoginTokenValid(tok) {
+			t.Fatalf("stored token %q is not the live one, trimmed", tok)
+		}
+		if s := rotationStatus(t, env); s != "" {
+			t.Fatalf("status %q", s)
+		}
+	})
+	t.Run("inabit answers with a token it does not accept", func(t *testing.T) {
+		env := newTestEnv(t, mockinabit.Options{})
+		env.b.newAPI = apiOver(&answerRewriter{base: http.DefaultTransport, rewrite: func(body string) string {
+			if strings.Contains(body, "refreshApiUserLoginToken") {
+				return `{"data":{"refreshApiUserLoginToken":"not-a-jwt"}}`
+			}
+			return body
+		}})
+		env.configure(t, nil)
+		resp, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+		if err != nil || len(resp.Warnings) == 0 {
+			t.Fatalf("rotate-root: %v warnings %v; want 200 with a warning", err, resp)
+		}
+		if s := rotationStatus(t, env); s == "" {
+			t.Fatal("status healthy on a token inabit does not accept")
+		}
+		env.clock.advance(time.Minute)
+		env.tick(t)
+		if cfg := env.readConfig(t); cfg["login_token_lost"] != true {
+			t.Fatalf("an unusable rotated token is not LOST after the next tick: %q", cfg["last_rotation_error"])
+		}
+	})
+}

@@ -255,3 +255,24 @@ func TestNodeWithClockAheadNeverSettlesARefreshStillBeingApplied(t *testing.T) {
 			stored.LastRotationError, stored.LoginTokenLost)
 	}
 }
+
+// 15.4 (mutation settle-by-wall-clock): a forward wall-clock step on the node that sent a refresh
+// does not let it settle that refresh while inabit may still apply it.
+func TestForwardClockStepNeverSettlesOwnRefreshEarly(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"request_timeout": 1})
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultHang, Times: 1})
+	_, _ = env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	env.mock.WaitIdle(10 * time.Second)
+	env.mock.ResetCalls()
+	env.clock.step(3 * time.Hour)
+	env.tick(t)
+	if n, probes := walCount(t, env), env.mock.Calls(mockinabit.OpAccessToken); n != 1 || probes != 0 {
+		t.Fatalf("after a forward clock step: WAL entries %d, probes %d; want 1 and 0 (the refresh may still be applied)", n, probes)
+	}
+	env.clock.advance(pastGrace)
+	env.tick(t)
+	if n := walCount(t, env); n != 0 {
+		t.Fatalf("not settled once the grace passed on this node's clock: %d WAL entries", n)
+	}
+}
