@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
@@ -305,4 +306,39 @@ func TestInvalidateKeepsUnsavedRotatedToken(t *testing.T) {
 	env.b.InvalidateKey(context.Background(), configStorageKey)
 	env.mock.ResetCalls()
 	env.readToken(t) // must still use the in-memory rotated token, which is the only live one
+}
+
+// Clean (the plugin stops) waits for a rotation in flight, whose new token reaches storage before
+// the storage goes (issue 8 defect 9).
+func TestCleanWaitsForRotationInFlightToSaveItsToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: time.Second, Times: 1})
+	vs := &vaultStorage{Storage: env.storage}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "rotate-root", Storage: vs})
+		done <- err
+	}()
+	waitFor(t, "the refresh to reach inabit", func() bool { return env.mock.Calls(mockinabit.OpRefresh) == 1 })
+	env.b.Cleanup(context.Background())
+	vs.close() // the plugin is stopped: its storage is gone
+	t.Logf("rotate-root: %v", <-done)
+
+	if got := storedToken(t, env); got != env.mock.LoginToken() {
+		loud := strings.Contains(env.logs.String(), "never saved to storage")
+		t.Fatalf("Clean returned during a rotation in flight and the new token never reached storage (loud log line: %v)", loud)
+	}
+}
+
+// WAL entries are local storage: they are not replicated to other clusters (issue 8 defect 10).
+func TestWALPrefixIsLocalStorage(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	for _, p := range env.b.SpecialPaths().LocalStorage {
+		if p == framework.WALPrefix {
+			return
+		}
+	}
+	t.Fatalf("LocalStorage = %q, want it to hold %q", env.b.SpecialPaths().LocalStorage, framework.WALPrefix)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
 
@@ -319,5 +320,60 @@ func TestSameOrigin(t *testing.T) {
 		if got := sameOrigin(tc.a, tc.b); got != tc.same {
 			t.Errorf("sameOrigin(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.same)
 		}
+	}
+}
+
+// TestConfigCreateRunsExistenceCheckAndNeedsLoginToken sends what Vault sends for a first write:
+// an existence check (pathConfigExists), then a create operation. Issue 8 defect 12: the test of
+// a first write did not run the existence check.
+func TestConfigCreateRunsExistenceCheckAndNeedsLoginToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	exists := func() bool {
+		t.Helper()
+		found, ok, err := env.b.HandleExistenceCheck(context.Background(), &logical.Request{Operation: logical.CreateOperation, Path: "config", Storage: env.storage})
+		if err != nil || !found {
+			t.Fatalf("existence check: found=%v err=%v", found, err)
+		}
+		return ok
+	}
+	if exists() {
+		t.Fatal("config exists before the first write")
+	}
+	resp, err := env.requestOK(logical.CreateOperation, "config", map[string]interface{}{"login_token": env.mock.LoginToken(), "url": env.srv.URL})
+	if err != nil {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	if !exists() {
+		t.Fatal("config does not exist after a create")
+	}
+	if storedToken(t, env) != env.mock.LoginToken() || env.mock.Calls(mockinabit.OpAccessToken) != 1 {
+		t.Fatal("create did not verify and save the login token")
+	}
+	// A create without a login token on an empty mount must name the field.
+	env2 := newTestEnv(t, mockinabit.Options{})
+	resp, err = env2.request(logical.CreateOperation, "config", map[string]interface{}{"url": env2.srv.URL})
+	if err != nil || !resp.IsError() || !strings.Contains(resp.Error().Error(), "login_token") {
+		t.Fatalf("create without login_token: %v %v", resp, err)
+	}
+	env.tickOK(t)
+}
+
+// A login_token sent with the wrong JSON type (an object, as a botched script or an HCL file
+// would send) is a 400 that does not quote the value. (The review found ValidateStrict refusing
+// it with the SDK's conversion error, which quotes the value: the token came back in the error
+// and whatever logs the response.)
+func TestLoginTokenOfWrongTypeIsNeverEchoedInThe400(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	tok := env.mock.LoginToken()
+	resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{
+		"login_token": map[string]interface{}{"value": tok}, "url": env.srv.URL})
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	} else if resp != nil && resp.IsError() {
+		msg = resp.Error().Error()
+	}
+	if strings.Contains(msg, strings.SplitN(tok, ".", 3)[1]) {
+		t.Fatalf("the 400 for a login_token of the wrong type quotes the token: %q", inabitapi.Redact(msg))
 	}
 }

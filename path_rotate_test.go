@@ -2,6 +2,7 @@ package inabit
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -76,5 +77,29 @@ func TestRotateRootRejectsFieldsAndNeedsConfig(t *testing.T) {
 	}
 	if env.mock.Calls(mockinabit.OpRefresh) != 0 {
 		t.Fatal("a rejected rotate-root called inabit")
+	}
+}
+
+// 15.13 (mutation held-token-claimed-after-step-down): after a step-down in the middle of a
+// rotation, rotate-root says the new token is gone, not that it is held on "the active node".
+func TestRotateRootAfterStepDownSaysTheNewTokenIsGone(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
+		env.b.stopping.Store(true) // Vault's Clean starts: this node is stepping down
+		env.storage.failPutsTo(configStorageKey, true)
+	}})
+	env.configure(t, nil)
+	resp, err := env.request(logical.UpdateOperation, "rotate-root", nil)
+	if err == nil && !resp.IsError() {
+		t.Fatalf("rotate-root answered success after a step-down lost the new token: %v", resp)
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	} else {
+		msg = resp.Error().Error()
+	}
+	if strings.Contains(msg, "held in memory") || !strings.Contains(msg, "stopped being the active node") {
+		t.Fatalf("rotate-root after a step-down: %q", msg)
 	}
 }
