@@ -35,6 +35,8 @@ type loginState struct {
 	// walSeen is when this node first saw each rotation WAL entry, on its monotonic clock (its
 	// own entries: from before it wrote them).
 	walSeen map[string]time.Duration
+	// settleMissed holds the WAL entries whose settling could not ask inabit, said once each.
+	settleMissed map[string]bool
 }
 
 // current is a copy of the config in use and the generation it belongs to; nil: read storage.
@@ -240,4 +242,19 @@ func (l *loginState) forgetWAL(id string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.walSeen, id)
+	delete(l.settleMissed, id)
+}
+
+// firstSettleMiss says whether this is the first time this process could not settle entry id.
+func (l *loginState) firstSettleMiss(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.settleMissed[id] {
+		return false
+	}
+	if l.settleMissed == nil {
+		l.settleMissed = map[string]bool{}
+	}
+	l.settleMissed[id] = true
+	return true
 }

@@ -227,8 +227,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		cfg.clearRotationStatus()
 	}
 
+	// Clearing LOST with the same token, or saving a held rotated token, needs inabit's word that
+	// it works, whatever verify_connection says: nothing else would prove the status true.
+	mustVerify := held || tokenGiven && !tokenChanged && old.LoginTokenLost
 	var verified *accessToken
-	if cfg.VerifyConnection && (tokenGiven || urlChanged || req.Operation == logical.CreateOperation) {
+	if mustVerify || cfg.VerifyConnection && (tokenGiven || urlChanged || req.Operation == logical.CreateOperation) {
 		start, startMono := b.now(), b.mono()
 		tok, err := b.clientFor(cfg).AccessToken(ctx, cfg.LoginToken)
 		if err != nil {

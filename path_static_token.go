@@ -72,7 +72,7 @@ func (b *backend) pathStaticTokenRead(ctx context.Context, req *logical.Request,
 		fieldAccessToken:    at.token,
 		fieldTokenType:      "Bearer",
 		fieldExpiresAt:      formatTime(at.expiresAt()),
-		fieldTTL:            int64(at.staticTTL(b.mono(), cfg.AccessTokenMinTTL) / time.Second),
+		fieldTTL:            int64(at.staticTTL(b.mono(), now, cfg.AccessTokenMinTTL) / time.Second),
 		fieldRotationPeriod: int64(at.lifetime() / time.Second),
 	}}
 	b.addLoginTokenWarnings(resp, cfg, now)
@@ -91,12 +91,12 @@ func (b *backend) pathStaticTokenRead(ctx context.Context, req *logical.Request,
 // token gets half its remaining life instead, so the reader still re-reads well before it
 // expires. The choice depends on the lifetime, not on what is left, so it does not flip with the
 // milliseconds the fetch took. At least 1 s, like leaseTTL.
-func (a *accessToken) staticTTL(mono time.Duration, minTTL time.Duration) time.Duration {
+func (a *accessToken) staticTTL(mono time.Duration, now time.Time, minTTL time.Duration) time.Duration {
 	var ttl time.Duration
 	if a.life > minTTL {
-		ttl = a.remaining(mono) - minTTL
+		ttl = a.remaining(mono, now) - minTTL
 	} else {
-		ttl = a.remaining(mono) / 2
+		ttl = a.remaining(mono, now) / 2
 	}
 	return max(ttl.Truncate(time.Second), time.Second)
 }

@@ -151,8 +151,9 @@ func TestStaticTTL(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			const nowMono = time.Hour
-			a := &accessToken{fetchedMono: nowMono - tc.age, life: tc.life}
-			if got := a.staticTTL(nowMono, tc.minTTL); got != tc.want {
+			base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			a := &accessToken{fetchedAt: base, fetchedMono: nowMono - tc.age, life: tc.life}
+			if got := a.staticTTL(nowMono, base.Add(tc.age), tc.minTTL); got != tc.want {
 				t.Fatalf("staticTTL = %s, want %s", got, tc.want)
 			}
 		})

@@ -63,15 +63,18 @@ func newAccessToken(tok string, fetchedAt time.Time, fetchedMono time.Duration) 
 // expiresAt is when the token expires, as Vault's wall clock read when it was fetched.
 func (a *accessToken) expiresAt() time.Time { return a.fetchedAt.Add(a.life) }
 
-// remaining is how much of its life is left at monotonic time mono.
-func (a *accessToken) remaining(mono time.Duration) time.Duration {
-	return a.life - (mono - a.fetchedMono)
+// remaining is how much of its life is left at monotonic time mono and wall time now: the smaller
+// of the two estimates, so neither a wall-clock step backwards nor a suspended host (whose
+// monotonic clock stood still while inabit's did not) makes an expired token look fresh. A
+// forward step only makes a token be fetched early.
+func (a *accessToken) remaining(mono time.Duration, now time.Time) time.Duration {
+	return min(a.life-(mono-a.fetchedMono), a.expiresAt().Sub(now))
 }
 
 // leaseTTL ends the lease leaseSafetyMargin before the token dies; a token with less than twice
 // the margin left gets half its remaining life instead, never zero (zero means "mount default").
-func (a *accessToken) leaseTTL(mono time.Duration) time.Duration {
-	remaining := a.remaining(mono)
+func (a *accessToken) leaseTTL(mono time.Duration, now time.Time) time.Duration {
+	remaining := a.remaining(mono, now)
 	var ttl time.Duration
 	if remaining >= 2*leaseSafetyMargin {
 		ttl = remaining - leaseSafetyMargin
@@ -138,7 +141,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 	}, nil)
 	// Vault's core caps this with the mount's max_lease_ttl (framework.CalculateTTL); asking the
 	// system view here ourselves was a gRPC round trip back to Vault on every read.
-	ttl := at.leaseTTL(b.mono())
+	ttl := at.leaseTTL(b.mono(), now)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = ttl
 	b.addLoginTokenWarnings(resp, cfg, now)
@@ -149,6 +152,11 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, _ *fr
 // cached access token and fail the same way: the config, the LOST short-cut, the shared cache and
 // its single upstream call, and the errors. errResp is the not-configured answer.
 func (b *backend) sharedAccessToken(ctx context.Context, req *logical.Request) (cfg *inabitConfig, at *accessToken, errResp *logical.Response, err error) {
+	return b.sharedAccessTokenOnce(ctx, req, true)
+}
+
+// sharedAccessTokenOnce is sharedAccessToken; reread allows one retry with the stored token.
+func (b *backend) sharedAccessTokenOnce(ctx context.Context, req *logical.Request, reread bool) (cfg *inabitConfig, at *accessToken, errResp *logical.Response, err error) {
 	b.noteMount(req)
 	cfg, err = b.loadConfig(ctx, req.Storage)
 	if err != nil {
@@ -162,14 +170,14 @@ func (b *backend) sharedAccessToken(ctx context.Context, req *logical.Request) (
 		return nil, nil, nil, logical.CodedError(http.StatusBadGateway, cfg.LastRotationError)
 	}
 	at, err = b.accessTokenFor(ctx, cfg)
-	if errors.Is(err, inabitapi.ErrUnauthorized) {
+	if reread && errors.Is(err, inabitapi.ErrUnauthorized) {
 		// This node may not have seen another node's rotation yet (a standby between the active
 		// node's save and its own invalidation): look at storage before telling anyone to
 		// replace a token that works.
 		if stored, serr := readConfig(ctx, req.Storage); serr == nil && stored != nil && stored.LoginToken != cfg.LoginToken {
 			if held := b.login.invalidate(); !held {
 				b.logger.Debug("inabit rejected a login token storage has since replaced; retrying with the stored one")
-				return b.sharedAccessToken(ctx, req)
+				return b.sharedAccessTokenOnce(ctx, req, false)
 			}
 		}
 	}
@@ -244,7 +252,7 @@ func (b *backend) accessToken(ctx context.Context, s logical.Storage) (*accessTo
 // would otherwise copy it twice).
 func (b *backend) accessTokenFor(ctx context.Context, cfg *inabitConfig) (*accessToken, error) {
 	cached, gen := b.login.cachedAccess()
-	if cached != nil && cached.remaining(b.mono()) >= cfg.AccessTokenMinTTL {
+	if cached != nil && cached.remaining(b.mono(), b.now()) >= cfg.AccessTokenMinTTL {
 		return cached, nil
 	}
 

@@ -56,8 +56,9 @@ func TestLeaseTTL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &accessToken{life: tc.remaining}
-			if got := a.leaseTTL(0); got != tc.want {
+			base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+			a := &accessToken{fetchedAt: base, life: tc.remaining}
+			if got := a.leaseTTL(0, base); got != tc.want {
 				t.Fatalf("leaseTTL = %s, want %s", got, tc.want)
 			}
 		})

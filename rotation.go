@@ -193,7 +193,8 @@ func (b *backend) refreshLocked(ctx context.Context, s logical.Storage, cfg *ina
 // MaxRecordLatency later (on the monotonic clock), which the settle budget allows for.
 func (b *backend) writeRotationRecords(ctx context.Context, s logical.Storage, cfg *inabitConfig, startedAt time.Time) (string, error) {
 	monoStart := b.mono()
-	walID, err := framework.PutWAL(ctx, s, walKindRotation, &rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: startedAt})
+	walID, err := framework.PutWAL(ctx, s, walKindRotation, &rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: startedAt,
+		SettleAfter: cfg.Budget().SettleAfter()})
 	if err != nil {
 		return "", err
 	}
@@ -285,6 +286,8 @@ func (b *backend) persistHeldLocked(ctx context.Context, s logical.Storage) erro
 	b.deleteWAL(ctx, s, walID)
 	b.logger.Info("rotated login token saved to storage after earlier failures")
 	b.sendRotationEvent(ctx, eventRotate, triggerRetrySave, "login_token_expires_at", formatTime(cfg.claims().ExpiresAt))
+	// Saved with a clean status: it is healthy only once inabit accepts it.
+	b.verifyRotatedToken(ctx, s, cfg, triggerRetrySave)
 	return nil
 }
 

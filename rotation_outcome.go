@@ -55,12 +55,29 @@ func (b *backend) probe(ctx context.Context, client inabitAPI, cfg *inabitConfig
 	tok, err := client.AccessToken(pctx, cfg.LoginToken)
 	a, _ := answerOf(err)
 	p := rotation.ProbeResult(a)
-	if p == rotation.Alive {
+	switch p {
+	case rotation.Alive:
 		b.login.noteAlive(cfg.LoginToken)
 		_, gen := b.login.cachedAccess()
 		b.login.cacheAccess(gen, cfg.LoginToken, newAccessToken(tok, start, startMono))
+	case rotation.Dead:
+		// Remembered as a read's rejection is: one answer is not LOST; the tick asks again at
+		// least ConfirmAfter later, and records LOST then (also once storage works again).
+		b.login.noteRejected(cfg.LoginToken, b.mono())
 	}
 	return p, a, err
+}
+
+// doubt is what this node holds against cfg's token before the probe that precedes a refresh.
+func (b *backend) doubt(cfg *inabitConfig) rotation.Doubt {
+	at, rejected := b.login.rejection(cfg.LoginToken)
+	deadline := rotation.ExpiryDeadline(cfg.token(cfg.claims()), cfg.Budget())
+	return rotation.Doubt{
+		Rejected:    rejected,
+		Confirmable: rejected && b.mono()-at >= rotation.ConfirmAfter,
+		Unproven:    cfg.ProbeBeforeRefresh,
+		AtDeadline:  !deadline.IsZero() && !b.now().Before(deadline),
+	}
 }
 
 // probeBeforeRefreshLocked asks inabit, right before a refresh, whether the token works, unless
@@ -71,9 +88,9 @@ func (b *backend) probeBeforeRefreshLocked(ctx context.Context, s logical.Storag
 	if !cfg.ProbeBeforeRefresh && b.login.provenAlive(cfg.LoginToken) {
 		return nil
 	}
+	doubt := b.doubt(cfg) // before the probe, which notes a rejection of its own
 	p, a, err := b.probe(ctx, client, cfg)
-	_, rejected := b.login.rejection(cfg.LoginToken)
-	o, proceed := rotation.BeforeRefresh(p, a, causeOf(err), rejected || cfg.ProbeBeforeRefresh)
+	o, proceed := rotation.BeforeRefresh(p, a, causeOf(err), doubt)
 	if proceed {
 		return nil
 	}
@@ -92,7 +109,7 @@ func (b *backend) confirmTokenLocked(ctx context.Context, s logical.Storage, cfg
 		return cfg, nil
 	}
 	p, a, err := b.probe(ctx, b.clientFor(cfg), cfg)
-	o, changed := rotation.ConfirmRejection(p, a, causeOf(err))
+	o, changed := rotation.ConfirmRejection(p, a, causeOf(err), rejected)
 	switch {
 	case !changed:
 		updated, werr := b.writeStatus(ctx, s, cfg.LoginToken, func(c *inabitConfig) bool {

@@ -31,6 +31,10 @@ const (
 type rotationWAL struct {
 	OldTokenSHA256 string    `json:"old_token_sha256"`
 	StartedAt      time.Time `json:"started_at"`
+	// SettleAfter is the settle wait under the budget the refresh was sent with (absent in
+	// entries of v0.2.0 and older): an operator lowering request_timeout or
+	// refresh_grace_period on another node never shortens it.
+	SettleAfter time.Duration `json:"settle_after,omitempty"`
 }
 
 // settleWALsLocked settles every unfinished rotation of the stored token that is old enough, and
@@ -64,9 +68,15 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 		// Timed on this node's monotonic clock from when it first saw the entry: no wall-clock
 		// step here and no skew of the writer's clock can make it settle early.
 		seen := b.login.walSeenAt(id, b.mono())
-		if due, wait := rotation.SettleDue(b.mono()-seen, cfg.Budget()); !due {
+		if due, wait := rotation.SettleDue(b.mono()-seen, cfg.Budget(), w.SettleAfter); !due {
+			if b.expiredAndDead(ctx, cfg) {
+				// A node that restarts more often than the wait would never settle; once the
+				// token is past its exp and inabit rejects it, no late refresh can change that.
+				return nil, b.concludeLost(ctx, s, cfg, triggerSettle, id,
+					rotation.Outcome{Kind: rotation.Lost, Why: rotation.WhySettle, StartedAt: w.StartedAt}, nil)
+			}
 			o := rotation.PendingSettle(w.StartedAt, b.now().Add(wait).UTC())
-			pending = &outcomeError{outcome: o, msg: rotation.Message(o, b.configPath())}
+			pending = b.notePending(ctx, s, cfg, o)
 			continue
 		}
 		if cfg, err = b.settleWAL(ctx, s, cfg, id, w); err != nil {
@@ -101,8 +111,37 @@ func (b *backend) settleWAL(ctx context.Context, s logical.Storage, cfg *inabitC
 	case rotation.Lost:
 		return nil, b.concludeLost(ctx, s, cfg, triggerSettle, id, o, probeErr)
 	default:
+		if !b.login.firstSettleMiss(id) {
+			// Already said once by this process: keep the status's check time true, quietly.
+			return nil, b.notePending(ctx, s, cfg, o)
+		}
 		return nil, b.conclude(ctx, s, cfg, triggerSettle, o, probeErr)
 	}
+}
+
+// expiredAndDead says the login token is past its exp on this node's clock and inabit rejects it.
+func (b *backend) expiredAndDead(ctx context.Context, cfg *inabitConfig) bool {
+	exp := cfg.claims().ExpiresAt
+	if exp.IsZero() || b.now().Before(exp) {
+		return false
+	}
+	p, _, _ := b.probe(ctx, b.clientFor(cfg), cfg)
+	return p == rotation.Dead
+}
+
+// notePending keeps a pending outcome's status true without a new failure or event: the check
+// time moves to o's when the stored one has passed. It returns the Pending *outcomeError.
+func (b *backend) notePending(ctx context.Context, s logical.Storage, cfg *inabitConfig, o rotation.Outcome) error {
+	msg := rotation.Message(o, b.configPath())
+	now := b.now()
+	_, _ = b.writeStatus(ctx, s, cfg.LoginToken, func(c *inabitConfig) bool {
+		if c.LoginTokenLost || !c.OutcomeCheckAt.Before(now) {
+			return false
+		}
+		c.LastRotationError, c.OutcomeCheckAt = msg, o.CheckAt
+		return true
+	})
+	return &outcomeError{outcome: o, msg: msg}
 }
 
 func decodeWAL(data interface{}) (*rotationWAL, error) {

@@ -193,11 +193,15 @@ func (a graphQLAnswer) authError() (kind error, message string) {
 	for _, e := range a.Errors {
 		code := strings.ToUpper(e.Code)
 		msg := strings.ToLower(e.Message)
+		// The code decides when there is one (a FORBIDDEN whose message says "Unauthorized" is a
+		// role without the right, not a dead token); the message only when there is none.
 		switch {
-		case code == "UNAUTHENTICATED" || strings.Contains(msg, "unauthorized") || strings.Contains(msg, "unauthenticated"):
+		case code == "UNAUTHENTICATED":
 			return ErrUnauthorized, e.Message
 		case code == "FORBIDDEN":
 			return ErrRefused, e.Message
+		case code == "" && (strings.Contains(msg, "unauthorized") || strings.Contains(msg, "unauthenticated")):
+			return ErrUnauthorized, e.Message
 		}
 	}
 	return nil, ""

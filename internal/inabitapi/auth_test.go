@@ -51,3 +51,24 @@ func TestCalls_UnauthorizedOnlyFromInabitsGraphQLAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorCodeDecidesOverMessage: a GraphQL error's code decides what it means; its message
+// counts only when it has no code (found by review: a FORBIDDEN saying "Unauthorized" was LOST).
+func TestErrorCodeDecidesOverMessage(t *testing.T) {
+	cases := []struct {
+		code, msg string
+		want      error
+	}{
+		{"FORBIDDEN", "Unauthorized: the role may not", ErrRefused},
+		{"UNAUTHENTICATED", "anything", ErrUnauthorized},
+		{"", "Unauthorized", ErrUnauthorized},
+		{"", "unauthenticated user", ErrUnauthorized},
+		{"INTERNAL_SERVER_ERROR", "unauthorized access to the database", nil},
+	}
+	for _, tc := range cases {
+		kind, _ := graphQLAnswer{Errors: []graphQLError{{Code: tc.code, Message: tc.msg}}}.authError()
+		if kind != tc.want {
+			t.Errorf("code %q message %q: %v, want %v", tc.code, tc.msg, kind, tc.want)
+		}
+	}
+}

@@ -55,8 +55,17 @@ func Message(o Outcome, configPath string) string {
 			return fmt.Sprintf("refreshing the login token failed%s and inabit could not be asked whether the login token still works; "+
 				"no refresh is sent with it until inabit confirms it works", cause)
 		}
-		return fmt.Sprintf("inabit rejected the stored login token on an earlier call and cannot be asked now whether it still works%s; "+
-			"not refreshing until it can", cause)
+		switch {
+		case o.Answer == Rejected:
+			return fmt.Sprintf("inabit rejected the stored login token once%s; it is asked again at the next tick, and nothing is sent "+
+				"with it until inabit confirms either way (twice rejected is LOGIN TOKEN LOST)", cause)
+		case o.SeenRejected:
+			return fmt.Sprintf("inabit rejected the stored login token on an earlier call and cannot be asked now whether it still works%s; "+
+				"not refreshing until it can", cause)
+		default:
+			return fmt.Sprintf("inabit has not yet confirmed that the stored login token works and cannot be asked now%s; "+
+				"not refreshing until it can", cause)
+		}
 	case Skipped:
 		if o.Why == WhySave {
 			return fmt.Sprintf("a previously rotated login token is still not saved to storage%s; not rotating again until it is", cause)

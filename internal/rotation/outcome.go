@@ -112,6 +112,9 @@ type Outcome struct {
 	CheckAt time.Time
 	// RetryNotBefore (Unchanged) is inabit's Retry-After, capped.
 	RetryNotBefore time.Time
+	// SeenRejected (Unconfirmed) says inabit rejected the token on an earlier call; without it
+	// the token is only not yet proven to work.
+	SeenRejected bool
 }
 
 // Failed says the outcome is a failure the status records.
@@ -175,31 +178,51 @@ func AfterRefreshProbe(refresh Outcome, p Probe) Outcome {
 	return refresh
 }
 
+// Doubt is what this node holds against the stored token before it refreshes it.
+type Doubt struct {
+	// Rejected: inabit rejected this token on an earlier call of this process; Confirmable: that
+	// rejection is at least ConfirmAfter old, so another rejection now is a second answer.
+	Rejected, Confirmable bool
+	// Unproven: the status says inabit has not yet confirmed that the token works.
+	Unproven bool
+	// AtDeadline: the expiry deadline has come; waiting for inabit to vouch for the token would
+	// let it expire.
+	AtDeadline bool
+}
+
 // BeforeRefresh decides from the probe made right before a refresh whether the refresh may be
-// sent: never with a token inabit says is dead, and not while inabit cannot say it works.
-// rejectedBefore says a read saw inabit reject this token.
-func BeforeRefresh(p Probe, a Answer, cause string, rejectedBefore bool) (o Outcome, proceed bool) {
-	o = Outcome{Why: WhyProbeBefore, Answer: a, Cause: cause}
+// sent: never with a token inabit has rejected twice, a few seconds apart; not while inabit
+// cannot vouch for a token it rejected or has not yet accepted; and, once the expiry deadline has
+// come, even without the probe's answer (a refresh inabit rejects is followed by a probe).
+func BeforeRefresh(p Probe, a Answer, cause string, d Doubt) (o Outcome, proceed bool) {
+	o = Outcome{Why: WhyProbeBefore, Answer: a, Cause: cause, SeenRejected: d.Rejected}
 	switch {
 	case p == Alive:
 		return o, true
-	case p == Dead:
+	case p == Dead && d.Confirmable:
 		o.Kind = Lost
-	case rejectedBefore:
+	case p == Dead:
+		o.Kind, o.SeenRejected = Unconfirmed, true // one answer: the next tick asks again
+	case d.Rejected || d.Unproven && !d.AtDeadline:
 		o.Kind = Unconfirmed
+	case d.AtDeadline:
+		return o, true
 	default:
 		o.Kind = Skipped
 	}
 	return o, false
 }
 
-// ConfirmRejection concludes the second look at a token a read saw inabit reject.
-func ConfirmRejection(p Probe, a Answer, cause string) (o Outcome, changed bool) {
-	o = Outcome{Why: WhyReadRejection, Answer: a, Cause: cause}
-	switch p {
-	case Dead:
+// ConfirmRejection concludes the tick's look at a token that a read saw inabit reject
+// (confirmable: at least ConfirmAfter ago) or that is not yet proven to work.
+func ConfirmRejection(p Probe, a Answer, cause string, confirmable bool) (o Outcome, changed bool) {
+	o = Outcome{Why: WhyReadRejection, Answer: a, Cause: cause, SeenRejected: confirmable}
+	switch {
+	case p == Dead && confirmable:
 		o.Kind = Lost
-	case Unknown:
+	case p == Dead:
+		o.Kind, o.SeenRejected = Unconfirmed, true // one answer: the next tick asks again
+	case p == Unknown:
 		o.Kind = Unconfirmed
 	default:
 		return o, false // alive after all: a glitch
@@ -212,11 +235,15 @@ func ConfirmRejection(p Probe, a Answer, cause string) (o Outcome, changed bool)
 // another node's WAL entry (which was written before that node sent its refresh, so seenFor never
 // exceeds the refresh's true age). Counting only seenFor keeps the rule under any wall-clock step
 // or skew between nodes. wait is how much longer it must wait.
-func SettleDue(seenFor time.Duration, b Budget) (due bool, wait time.Duration) {
-	if seenFor >= b.SettleAfter() {
+// sentUnder is the settle wait recorded when the refresh was sent (zero for entries written
+// before it was recorded): the longer of it and the current budget's counts, so lowering
+// request_timeout or refresh_grace_period never shortens the wait for a refresh already sent.
+func SettleDue(seenFor time.Duration, b Budget, sentUnder time.Duration) (due bool, wait time.Duration) {
+	need := max(b.SettleAfter(), sentUnder)
+	if seenFor >= need {
 		return true, 0
 	}
-	return false, b.SettleAfter() - seenFor
+	return false, need - seenFor
 }
 
 // AfterSettleProbe concludes an unfinished refresh from a probe of the old token made once

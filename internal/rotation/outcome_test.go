@@ -59,25 +59,38 @@ func TestProbeAfterAnsweredRefreshDecidesLost(t *testing.T) {
 	}
 }
 
-// TestNoRefreshWithoutInabitVouchingForTheToken: a refresh is sent only when the probe says alive.
+// TestNoRefreshWithoutInabitVouchingForTheToken: a refresh is sent when the probe says alive, or
+// at the expiry deadline when inabit cannot answer and never rejected the token; a token inabit
+// rejected twice, a few seconds apart, is LOST, and once is only unconfirmed.
 func TestNoRefreshWithoutInabitVouchingForTheToken(t *testing.T) {
+	rejected := Doubt{Rejected: true}
+	confirmable := Doubt{Rejected: true, Confirmable: true}
+	unproven := Doubt{Unproven: true}
+	deadline := Doubt{AtDeadline: true}
 	cases := []struct {
-		probe          Probe
-		rejectedBefore bool
-		wantProceed    bool
-		wantKind       Kind
+		name        string
+		probe       Probe
+		doubt       Doubt
+		wantProceed bool
+		wantKind    Kind
 	}{
-		{Alive, false, true, 0},
-		{Alive, true, true, 0},
-		{Dead, false, false, Lost},
-		{Dead, true, false, Lost},
-		{Unknown, false, false, Skipped},
-		{Unknown, true, false, Unconfirmed},
+		{"alive", Alive, Doubt{}, true, 0},
+		{"alive after a rejection", Alive, confirmable, true, 0},
+		{"dead once", Dead, Doubt{}, false, Unconfirmed},
+		{"dead, rejected moments ago", Dead, rejected, false, Unconfirmed},
+		{"dead twice", Dead, confirmable, false, Lost},
+		{"dead twice at the deadline", Dead, Doubt{Rejected: true, Confirmable: true, AtDeadline: true}, false, Lost},
+		{"unknown", Unknown, Doubt{}, false, Skipped},
+		{"unknown after a rejection", Unknown, rejected, false, Unconfirmed},
+		{"unknown after a rejection at the deadline", Unknown, Doubt{Rejected: true, AtDeadline: true}, false, Unconfirmed},
+		{"unknown, unproven", Unknown, unproven, false, Unconfirmed},
+		{"unknown, unproven at the deadline", Unknown, Doubt{Unproven: true, AtDeadline: true}, true, 0},
+		{"unknown at the deadline", Unknown, deadline, true, 0},
 	}
 	for _, tc := range cases {
-		o, proceed := BeforeRefresh(tc.probe, NoAnswer, "", tc.rejectedBefore)
+		o, proceed := BeforeRefresh(tc.probe, NoAnswer, "", tc.doubt)
 		if proceed != tc.wantProceed || (!proceed && o.Kind != tc.wantKind) {
-			t.Errorf("probe %d rejectedBefore %v: proceed %v kind %s; want %v %s", tc.probe, tc.rejectedBefore, proceed, o.Kind, tc.wantProceed, tc.wantKind)
+			t.Errorf("%s: proceed %v kind %s; want %v %s", tc.name, proceed, o.Kind, tc.wantProceed, tc.wantKind)
 		}
 	}
 }
@@ -85,13 +98,20 @@ func TestNoRefreshWithoutInabitVouchingForTheToken(t *testing.T) {
 // TestReadRejectionConfirmedBySecondAnswer: a rejection seen by a read becomes LOST only when a
 // second answer agrees; alive clears it; no answer leaves it unconfirmed.
 func TestReadRejectionConfirmedBySecondAnswer(t *testing.T) {
-	for p, want := range map[Probe]struct {
-		kind    Kind
-		changed bool
-	}{Alive: {0, false}, Dead: {Lost, true}, Unknown: {Unconfirmed, true}} {
-		o, changed := ConfirmRejection(p, Succeeded, "")
-		if changed != want.changed || changed && o.Kind != want.kind {
-			t.Errorf("probe %d: %s %v, want %s %v", p, o.Kind, changed, want.kind, want.changed)
+	cases := []struct {
+		probe       Probe
+		confirmable bool
+		wantKind    Kind
+		wantChanged bool
+	}{
+		{Alive, true, 0, false}, {Alive, false, 0, false},
+		{Dead, true, Lost, true}, {Dead, false, Unconfirmed, true},
+		{Unknown, true, Unconfirmed, true}, {Unknown, false, Unconfirmed, true},
+	}
+	for _, tc := range cases {
+		o, changed := ConfirmRejection(tc.probe, Succeeded, "", tc.confirmable)
+		if changed != tc.wantChanged || changed && o.Kind != tc.wantKind {
+			t.Errorf("probe %d confirmable %v: %s %v, want %s %v", tc.probe, tc.confirmable, o.Kind, changed, tc.wantKind, tc.wantChanged)
 		}
 	}
 }
@@ -110,10 +130,17 @@ func TestSettleWaitsTheGraceOnThisNodesClock(t *testing.T) {
 		{need, true, 0},
 		{need + time.Hour, true, 0},
 	} {
-		due, wait := SettleDue(tc.seenFor, budget)
+		due, wait := SettleDue(tc.seenFor, budget, 0)
 		if due != tc.wantDue || wait != tc.wantWait {
 			t.Errorf("seen for %s: due %v wait %s, want %v %s", tc.seenFor, due, wait, tc.wantDue, tc.wantWait)
 		}
+	}
+	// The wait recorded when the refresh was sent counts when it is longer than today's budget.
+	if due, wait := SettleDue(need, budget, need+time.Hour); due || wait != time.Hour {
+		t.Errorf("recorded wait ignored: due %v wait %s", due, wait)
+	}
+	if due, _ := SettleDue(need, budget, time.Second); !due {
+		t.Error("a shorter recorded wait shortened today's budget")
 	}
 	for p, want := range map[Probe]Kind{Alive: Settled, Dead: Lost, Unknown: Pending} {
 		o := AfterSettleProbe(p, Succeeded, "c", t0, t0.Add(time.Hour))
