@@ -5,13 +5,15 @@ PLUGIN_VERSION ?= v0.2.0
 VAULT_VERSION  ?= v1.21.0
 BIN_DIR        := $(CURDIR)/bin
 PLUGIN_BIN     := $(BIN_DIR)/$(PLUGIN_NAME)
+# The mock inabit as a program: the e2e suite runs one process per mock (MOCK_INABIT_BIN).
+MOCK_BIN       := $(BIN_DIR)/mock-inabit
 VAULT_BIN      := $(CURDIR)/.tools/vault-$(VAULT_VERSION)/vault
 LDFLAGS        := -X github.com/inabit/vault-plugin-secrets-inabit.Version=$(PLUGIN_VERSION)
 FUZZTIME       ?= 30s
 
 export VAULT_BIN PLUGIN_VERSION
 
-.PHONY: build test unit e2e fmt fmt-check vet check-tree mock dev vault fuzz bench bench-announce clean soak release release-check
+.PHONY: build test unit e2e fmt fmt-check vet check-tree mock mock-bin dev vault fuzz bench bench-announce clean soak release release-check
 
 build:
 	go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
@@ -24,8 +26,11 @@ test: check-tree fmt-check vet unit release-check e2e
 unit:
 	go test -race -count=1 ./...
 
-e2e: build vault
-	cd e2e && go test -count=1 -timeout 45m -v ./...
+e2e: build vault mock-bin
+	cd e2e && MOCK_INABIT_BIN=$(MOCK_BIN) go test -count=1 -timeout 45m -v ./...
+
+mock-bin:
+	go build -o $(MOCK_BIN) ./internal/cmd/mock-inabit
 
 # Release zips and SHA256SUMS for linux and darwin into dist/ (scripts/release.sh says how).
 release:
@@ -76,11 +81,11 @@ SUSTAINED_PHASE ?= 150s
 # Extra flags for e2e/cmd/bench, e.g. BENCH_FLAGS=-plugin-env=GOMEMLIMIT=40MiB to try another memory limit
 BENCH_FLAGS     ?=
 
-bench: bench-announce build vault
+bench: bench-announce build vault mock-bin
 	go build -o $(BIN_DIR)/floorplugin ./bench/floorplugin
 	go test -run '^$$' -bench . -benchmem -benchtime 2s -count 3 . | tee $(BIN_DIR)/gobench.txt
 	cd e2e && go run ./cmd/bench -vault-bin $(VAULT_BIN) -plugin-bin $(PLUGIN_BIN) \
-		-floor-bin $(BIN_DIR)/floorplugin -go-bench $(BIN_DIR)/gobench.txt -out $(CURDIR)/bench/RESULTS.md \
+		-floor-bin $(BIN_DIR)/floorplugin -mock-bin $(MOCK_BIN) -go-bench $(BIN_DIR)/gobench.txt -out $(CURDIR)/bench/RESULTS.md \
 		-sustained=$(if $(filter 1,$(SUSTAINED)),true,false) -sustained-phase $(SUSTAINED_PHASE) $(BENCH_FLAGS)
 
 bench-announce:

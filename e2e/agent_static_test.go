@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,13 +12,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 // renderWatch follows one Agent template's output file.
 type renderWatch struct {
 	name string
-	mock *mockinabit.Server
+	mock *mockctl.Mock
 	file string
 	// minLeft is the least life a rendered token may have left whenever the file is read: Agent
 	// must replace it at ttl+1, long before it expires, not at the 5-minute default.
@@ -68,21 +67,17 @@ func (w *renderWatch) poll(t *testing.T, diag func() string) {
 func TestVaultAgentRendersStaticToken(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	mockLong := mockinabit.New(mockinabit.Options{AccessTokenTTL: 150 * time.Second})
-	srvLong := httptest.NewServer(mockLong.Handler())
-	t.Cleanup(srvLong.Close)
-	mockShort := mockinabit.New(mockinabit.Options{AccessTokenTTL: 90 * time.Second})
-	srvShort := httptest.NewServer(mockShort.Handler())
-	t.Cleanup(srvShort.Close)
+	mockLong := startMock(t, mockctl.Options{AccessTokenTTL: 150 * time.Second})
+	mockShort := startMock(t, mockctl.Options{AccessTokenTTL: 90 * time.Second})
 
-	c := devServer(t, dir, srvLong.URL, mockLong.LoginToken(), map[string]interface{}{"access_token_min_ttl": "2m"})
+	c := devServer(t, dir, mockLong.URL(), mockLong.LoginToken(), map[string]interface{}{"access_token_min_ttl": "2m"})
 	if err := c.Sys().Mount("inabit-short", &api.MountInput{
 		Type: pluginName, Config: api.MountConfigInput{MaxLeaseTTL: "15m", PluginVersion: pluginVersion},
 	}); err != nil {
 		t.Fatalf("mount inabit-short: %v", err)
 	}
 	if _, err := c.Logical().Write("inabit-short/config", map[string]interface{}{
-		"url": srvShort.URL, "login_token": mockShort.LoginToken(), "access_token_min_ttl": "2m",
+		"url": mockShort.URL(), "login_token": mockShort.LoginToken(), "access_token_min_ttl": "2m",
 	}); err != nil {
 		t.Fatalf("inabit-short/config: %v", err)
 	}
@@ -149,7 +144,7 @@ template {
 
 	// 240 s: 1.6 lifetimes of the 150 s tokens and 2.7 of the 90 s ones, so a template that
 	// was not re-rendered in time would be caught holding an expired token.
-	upstreamBefore := mockLong.Calls(mockinabit.OpAccessToken)
+	upstreamBefore := mockLong.Calls(mockctl.OpAccessToken)
 	deadline := time.Now().Add(240 * time.Second)
 	for time.Now().Before(deadline) {
 		long.poll(t, agentLog)
@@ -168,7 +163,7 @@ template {
 		}
 	}
 	// The cacheable mount: one upstream call per token, however often Agent reads.
-	if calls := mockLong.Calls(mockinabit.OpAccessToken) - upstreamBefore; calls > len(long.tokens) {
+	if calls := mockLong.Calls(mockctl.OpAccessToken) - upstreamBefore; calls > len(long.tokens) {
 		t.Errorf("inabit/: %d upstream calls for %d rendered tokens, want at most one per token", calls, len(long.tokens))
 	}
 	if log := agentLog(); !strings.Contains(log, "Found rotation_period and set lease duration to") {

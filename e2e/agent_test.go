@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 // vaultBinary is the real `vault` built by scripts/install-vault.sh.
@@ -116,10 +115,8 @@ func devServer(t *testing.T, dir string, mockURL, loginToken string, extra map[s
 func TestVaultAgentRendersFreshTokens(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	mock := mockinabit.New(mockinabit.Options{AccessTokenTTL: 90 * time.Second})
-	srv := httptest.NewServer(mock.Handler())
-	t.Cleanup(srv.Close)
-	c := devServer(t, dir, srv.URL, mock.LoginToken(), map[string]interface{}{"access_token_min_ttl": "2m"})
+	mock := startMock(t, mockctl.Options{AccessTokenTTL: 90 * time.Second})
+	c := devServer(t, dir, mock.URL(), mock.LoginToken(), map[string]interface{}{"access_token_min_ttl": "2m"})
 
 	tokenFile := filepath.Join(dir, "vault-token")
 	rendered := filepath.Join(dir, "inabit-access-token")
@@ -172,9 +169,9 @@ template {
 
 // assertNoTokensInFiles: Vault HMACs response data in audit logs and the plugin never logs a
 // token, so no JWT minted by the mock may appear in clear in any log or audit line.
-func assertNoTokensInFiles(t *testing.T, mock *mockinabit.Server, paths ...string) {
+func assertNoTokensInFiles(t *testing.T, mock *mockctl.Mock, paths ...string) {
 	t.Helper()
-	header := strings.SplitN(mock.LoginToken(), ".", 2)[0]
+	header := tokenHeader(mock)
 	for _, p := range paths {
 		raw, err := os.ReadFile(p)
 		if err != nil {

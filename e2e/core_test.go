@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -14,11 +13,11 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 func TestMountReportsRunningVersion(t *testing.T) {
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	mounts, err := e.client().Sys().ListMounts()
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +32,7 @@ func TestMountReportsRunningVersion(t *testing.T) {
 }
 
 func TestConfigOverAPI(t *testing.T) {
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(nil)
 	raw, err := e.client().Logical().ReadRaw(mountPath + "/config")
 	if err != nil {
@@ -56,18 +55,16 @@ func TestConfigOverAPI(t *testing.T) {
 // A url-only write to another host would hand the stored token to it: refused with a 400, and the
 // other host never sees a request.
 func TestURLMoveNeedsLoginTokenOverAPI(t *testing.T) {
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(nil)
-	other := mockinabit.New(mockinabit.Options{})
-	otherSrv := httptest.NewServer(other.Handler())
-	defer otherSrv.Close()
+	other := startMock(t, mockctl.Options{})
 
-	_, err := e.client().Logical().Write(mountPath+"/config", map[string]interface{}{"url": otherSrv.URL + "/graphql"})
+	_, err := e.client().Logical().Write(mountPath+"/config", map[string]interface{}{"url": other.URL() + "/graphql"})
 	if statusOf(err) != 400 || !strings.Contains(apiMessage(err), "login_token in the same request") {
 		t.Fatalf("url-only move to another host: %v", err)
 	}
 	e.readToken(e.client())
-	if got := other.Calls(mockinabit.OpAccessToken) + other.Calls(mockinabit.OpRefresh); got != 0 {
+	if got := other.Calls(mockctl.OpAccessToken) + other.Calls(mockctl.OpRefresh); got != 0 {
 		t.Fatalf("the other host saw %d requests", got)
 	}
 	if e.readConfig()["url"] != e.mockURL {
@@ -76,7 +73,7 @@ func TestURLMoveNeedsLoginTokenOverAPI(t *testing.T) {
 }
 
 func TestBadInputOverAPI(t *testing.T) {
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(nil)
 	before := e.readConfig()
 	now := time.Now()
@@ -139,7 +136,7 @@ func TestBadInputOverAPI(t *testing.T) {
 			}
 		})
 	}
-	if got := e.mock.Calls(mockinabit.OpRefresh); got != 0 {
+	if got := e.mock.Calls(mockctl.OpRefresh); got != 0 {
 		t.Fatalf("bad input reached inabit's refresh %d times", got)
 	}
 }
@@ -150,7 +147,7 @@ func mustJSON(v interface{}) string {
 }
 
 func TestTokenLeaseRevokeAndDisable(t *testing.T) {
-	e := newEnv(t, 1, mockinabit.Options{AccessTokenTTL: 15 * time.Minute})
+	e := newEnv(t, 1, mockctl.Options{AccessTokenTTL: 15 * time.Minute})
 	e.configure(nil)
 	c := e.client()
 	s := e.readToken(c)
@@ -189,7 +186,7 @@ func TestTokenLeaseRevokeAndDisable(t *testing.T) {
 }
 
 func TestRotateRootOverAPI(t *testing.T) {
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(nil)
 	old := e.mock.LoginToken()
 	s, err := e.client().Logical().Write(mountPath+"/rotate-root", nil)
@@ -209,7 +206,7 @@ func TestRotateRootOverAPI(t *testing.T) {
 // more than three lifetimes the mount still works with no operator action.
 func TestPeriodicRotationAcrossLifetimes(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1, mockinabit.Options{LoginTokenTTL: 70 * time.Second, AccessTokenTTL: 3 * time.Minute})
+	e := newEnv(t, 1, mockctl.Options{LoginTokenTTL: 70 * time.Second, AccessTokenTTL: 3 * time.Minute})
 	e.configure(map[string]interface{}{"rotation_period": "1m", "access_token_min_ttl": "3m"})
 	first := e.mock.LoginToken()
 	deadline := time.Now().Add(3*70*time.Second + 15*time.Second)
@@ -217,7 +214,7 @@ func TestPeriodicRotationAcrossLifetimes(t *testing.T) {
 		e.readToken(e.client())
 		time.Sleep(5 * time.Second)
 	}
-	if got := e.mock.Calls(mockinabit.OpRefresh); got < 3 {
+	if got := e.mock.Calls(mockctl.OpRefresh); got < 3 {
 		t.Fatalf("only %d rotations in three lifetimes", got)
 	}
 	if e.mock.LoginTokenValid(first) {
@@ -233,7 +230,7 @@ func TestPeriodicRotationAcrossLifetimes(t *testing.T) {
 // no rotation happens twice, and the login token is never lost.
 func TestHACluster(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 3, mockinabit.Options{LoginTokenTTL: 70 * time.Second})
+	e := newEnv(t, 3, mockctl.Options{LoginTokenTTL: 70 * time.Second})
 	// A failover mid-refresh leaves a WAL entry that blocks rotation for refresh_grace_period.
 	e.configure(map[string]interface{}{"rotation_period": "1m", "refresh_grace_period": 30})
 
@@ -244,11 +241,11 @@ func TestHACluster(t *testing.T) {
 	for _, sb := range standbys {
 		e.readToken(sb.Client)
 	}
-	before := e.mock.Calls(mockinabit.OpRefresh)
+	before := e.mock.Calls(mockctl.OpRefresh)
 	if _, err := standbys[0].Client.Logical().Write(mountPath+"/rotate-root", nil); err != nil {
 		t.Fatalf("rotate-root through a standby: %v", err)
 	}
-	if got := e.mock.Calls(mockinabit.OpRefresh) - before; got != 1 {
+	if got := e.mock.Calls(mockctl.OpRefresh) - before; got != 1 {
 		t.Fatalf("rotate-root through a standby made %d refreshes, want 1", got)
 	}
 
@@ -267,9 +264,9 @@ func TestHACluster(t *testing.T) {
 		if round%2 == 1 {
 			e.cluster.UnsealCore(t, active)
 		}
-		rotations := e.mock.Calls(mockinabit.OpRefresh)
+		rotations := e.mock.Calls(mockctl.OpRefresh)
 		eventually(t, 90*time.Second, "a periodic rotation on the new active core", func() bool {
-			return e.mock.Calls(mockinabit.OpRefresh) > rotations
+			return e.mock.Calls(mockctl.OpRefresh) > rotations
 		})
 		// A core that has just become a standby (or was just unsealed) answers with a redirect
 		// to the active core until its request forwarding is up; Vault's own clients follow it,
@@ -288,7 +285,7 @@ func TestHACluster(t *testing.T) {
 		}
 	}
 	// Two nodes rotating the same token would present a killed token: inabit would reject it.
-	if got := e.mock.Rejected(mockinabit.OpRefresh); got != 0 {
+	if got := e.mock.Rejected(mockctl.OpRefresh); got != 0 {
 		t.Fatalf("%d refreshes presented a dead token: a rotation happened twice", got)
 	}
 	if !e.mock.LoginTokenValid(e.mock.LoginToken()) {
@@ -310,9 +307,9 @@ func TestHACluster(t *testing.T) {
 // TestConcurrentReadsDuringRotationAndConfigWrites: 1000 token reads through the HTTP API while
 // rotate-root runs and the config is rewritten. No read fails and inabit sees one refresh.
 func TestConcurrentReadsDuringRotationAndConfigWrites(t *testing.T) {
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(nil)
-	e.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 300 * time.Millisecond, Times: 1})
+	e.mock.InjectFault(mockctl.OpRefresh, mockctl.Fault{Kind: mockctl.FaultDelay, Delay: 300 * time.Millisecond, Times: 1})
 	c := e.client()
 	var wg sync.WaitGroup
 	errs := make(chan error, 1100)
@@ -351,7 +348,7 @@ func TestConcurrentReadsDuringRotationAndConfigWrites(t *testing.T) {
 	for err := range errs {
 		t.Errorf("operation failed: %v", err)
 	}
-	if got := e.mock.Calls(mockinabit.OpRefresh); got != 1 {
+	if got := e.mock.Calls(mockctl.OpRefresh); got != 1 {
 		t.Fatalf("refreshes = %d, want 1", got)
 	}
 	if !e.mock.LoginTokenValid(e.mock.LoginToken()) || e.readConfig()["last_rotation_error"] != "" {

@@ -13,33 +13,33 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 var faultCases = []struct {
 	name  string
-	fault mockinabit.Fault
+	fault mockctl.Fault
 }{
-	{"HTTP 500", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 500, Body: "internal error"}},
-	{"HTTP 503", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Body: "<html><title>Service Unavailable</title></html>", ContentType: "text/html"}},
-	{"HTTP 429 Retry-After 30", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "30"}},
-	{"timeout, never applied", mockinabit.Fault{Kind: mockinabit.FaultHang, Delay: 6 * time.Second}},
-	{"HTML 401 page", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 401, Body: "<html><title>401 Unauthorized</title></html>", ContentType: "text/html"}},
-	{"HTML 403 WAF page", mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, Body: "<html><title>403 Forbidden</title></html>", ContentType: "text/html"}},
-	{"GraphQL UNAUTHENTICATED", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "Unauthorized"}},
-	{"GraphQL generic error", mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "INTERNAL_SERVER_ERROR", Message: "resolver failed"}},
-	{"garbage body", mockinabit.Fault{Kind: mockinabit.FaultGarbage}},
-	{"5 MiB body", mockinabit.Fault{Kind: mockinabit.FaultOversize, Size: 5 << 20}},
-	{"applied, answer dropped", mockinabit.Fault{Kind: mockinabit.FaultDropAfterApply}},
+	{"HTTP 500", mockctl.Fault{Kind: mockctl.FaultStatus, Status: 500, Body: "internal error"}},
+	{"HTTP 503", mockctl.Fault{Kind: mockctl.FaultStatus, Status: 503, Body: "<html><title>Service Unavailable</title></html>", ContentType: "text/html"}},
+	{"HTTP 429 Retry-After 30", mockctl.Fault{Kind: mockctl.FaultStatus, Status: 429, RetryAfter: "30"}},
+	{"timeout, never applied", mockctl.Fault{Kind: mockctl.FaultHang, Delay: 6 * time.Second}},
+	{"HTML 401 page", mockctl.Fault{Kind: mockctl.FaultStatus, Status: 401, Body: "<html><title>401 Unauthorized</title></html>", ContentType: "text/html"}},
+	{"HTML 403 WAF page", mockctl.Fault{Kind: mockctl.FaultStatus, Status: 403, Body: "<html><title>403 Forbidden</title></html>", ContentType: "text/html"}},
+	{"GraphQL UNAUTHENTICATED", mockctl.Fault{Kind: mockctl.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "Unauthorized"}},
+	{"GraphQL generic error", mockctl.Fault{Kind: mockctl.FaultGraphQLError, Code: "INTERNAL_SERVER_ERROR", Message: "resolver failed"}},
+	{"garbage body", mockctl.Fault{Kind: mockctl.FaultGarbage}},
+	{"5 MiB body", mockctl.Fault{Kind: mockctl.FaultOversize, Size: 5 << 20}},
+	{"applied, answer dropped", mockctl.Fault{Kind: mockctl.FaultDropAfterApply}},
 }
 
 // TestFaultMatrix injects every fault on both upstream queries through the real core and plugin
 // process, and records per cell the API answer, the status fields, whether the login token
 // survived, and whether the next healthy call recovers. A lost token must always be reported.
 func TestFaultMatrix(t *testing.T) {
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	var table []string
-	for _, op := range []mockinabit.Op{mockinabit.OpAccessToken, mockinabit.OpRefresh} {
+	for _, op := range []mockctl.Op{mockctl.OpAccessToken, mockctl.OpRefresh} {
 		for _, fc := range faultCases {
 			t.Run(string(op)+"/"+fc.name, func(t *testing.T) {
 				e.mock.ClearFaults()
@@ -52,7 +52,7 @@ func TestFaultMatrix(t *testing.T) {
 				}
 				f := fc.fault
 				var err error
-				if op == mockinabit.OpAccessToken {
+				if op == mockctl.OpAccessToken {
 					e.mock.InjectFault(op, f) // persistent: every bounded retry meets it
 					_, err = e.client().Logical().Read(mountPath + "/token")
 				} else {
@@ -74,7 +74,7 @@ func TestFaultMatrix(t *testing.T) {
 				if !survived && !strings.Contains(lastErr, "LOGIN TOKEN LOST") && !pending {
 					t.Fatalf("token lost without last_rotation_error saying so: %q", lastErr)
 				}
-				if op == mockinabit.OpAccessToken && lastErr != "" {
+				if op == mockctl.OpAccessToken && lastErr != "" {
 					t.Fatalf("a token-read fault changed rotation status: %q", lastErr)
 				}
 
@@ -84,7 +84,7 @@ func TestFaultMatrix(t *testing.T) {
 					// Settling waits out refresh_grace_period; TestUnknownOutcomeSettledAfterGrace
 					// covers it. The next row writes a new login token, which starts afresh.
 					recovered = "after refresh_grace_period"
-				} else if op == mockinabit.OpRefresh && survived {
+				} else if op == mockctl.OpRefresh && survived {
 					if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err != nil {
 						t.Fatalf("healthy rotation after the fault failed: %v", err)
 					}
@@ -155,20 +155,20 @@ func TestCrashPoints(t *testing.T) {
 	cases := []struct {
 		name     string
 		cores    int
-		fault    *mockinabit.Fault // how the refresh is held while we crash
-		crash    string            // "kill" or "step-down"
+		fault    *mockctl.Fault // how the refresh is held while we crash
+		crash    string         // "kill" or "step-down"
 		wantLost bool
 	}{
 		{"kill, no rotation in flight", 1, nil, "kill", false},
-		{"kill while refresh in flight, never applied", 1, &mockinabit.Fault{Kind: mockinabit.FaultHang, Delay: time.Minute, Times: 1}, "kill", false},
-		{"kill after inabit applied, before the answer", 1, &mockinabit.Fault{Kind: mockinabit.FaultHoldAfterApply, Delay: time.Minute, Times: 1}, "kill", true},
-		{"step down after inabit applied, before the answer", 3, &mockinabit.Fault{Kind: mockinabit.FaultHoldAfterApply, Delay: time.Minute, Times: 1}, "step-down", true},
-		{"step down while refresh in flight, never applied", 3, &mockinabit.Fault{Kind: mockinabit.FaultHang, Delay: time.Minute, Times: 1}, "step-down", false},
+		{"kill while refresh in flight, never applied", 1, &mockctl.Fault{Kind: mockctl.FaultHang, Delay: time.Minute, Times: 1}, "kill", false},
+		{"kill after inabit applied, before the answer", 1, &mockctl.Fault{Kind: mockctl.FaultHoldAfterApply, Delay: time.Minute, Times: 1}, "kill", true},
+		{"step down after inabit applied, before the answer", 3, &mockctl.Fault{Kind: mockctl.FaultHoldAfterApply, Delay: time.Minute, Times: 1}, "step-down", true},
+		{"step down while refresh in flight, never applied", 3, &mockctl.Fault{Kind: mockctl.FaultHang, Delay: time.Minute, Times: 1}, "step-down", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, tc.cores, mockinabit.Options{})
+			e := newEnv(t, tc.cores, mockctl.Options{})
 			// Long enough to hold a refresh open while we crash; unfinished rotations are settled
 			// once refresh_grace_period (30 s) has passed.
 			e.configure(map[string]interface{}{"request_timeout": 20, "refresh_grace_period": 30})
@@ -177,14 +177,14 @@ func TestCrashPoints(t *testing.T) {
 
 			var wg sync.WaitGroup
 			if tc.fault != nil {
-				e.mock.InjectFault(mockinabit.OpRefresh, *tc.fault)
+				e.mock.InjectFault(mockctl.OpRefresh, *tc.fault)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					_, _ = active.Client.Logical().Write(mountPath+"/rotate-root", nil) // its answer is what we crash
 				}()
-				eventually(t, 20*time.Second, "the refresh to reach inabit", func() bool { return e.mock.Calls(mockinabit.OpRefresh) == 1 })
-				if tc.fault.Kind == mockinabit.FaultHoldAfterApply {
+				eventually(t, 20*time.Second, "the refresh to reach inabit", func() bool { return e.mock.Calls(mockctl.OpRefresh) == 1 })
+				if tc.fault.Kind == mockctl.FaultHoldAfterApply {
 					<-e.mock.Applied()
 				}
 			}
@@ -247,7 +247,7 @@ func TestCrashPointsInsideRotation(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.point, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, 1, mockinabit.Options{})
+			e := newEnv(t, 1, mockctl.Options{})
 			e.configure(map[string]interface{}{"request_timeout": 5, "refresh_grace_period": 30})
 			login := e.mock.LoginToken()
 			e.registerPlugin(t, "INABIT_PLUGIN_TEST_CRASH_AT="+tc.point)
@@ -282,7 +282,7 @@ func (e *env) assertRotatesCleanly(t *testing.T) {
 	if cfg := e.readConfig(); cfg["last_rotation_error"] != "" {
 		t.Fatalf("status after recovery: %v", cfg["last_rotation_error"])
 	}
-	if e.mock.Rejected(mockinabit.OpRefresh) != 0 {
+	if e.mock.Rejected(mockctl.OpRefresh) != 0 {
 		t.Fatal("a refresh presented a dead token")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +18,7 @@ import (
 	vaulthttp "github.com/hashicorp/vault/http"
 	"github.com/hashicorp/vault/vault"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 const (
@@ -31,9 +30,13 @@ const (
 
 // pluginBinary and pluginSHA are built once for the whole suite from the repository root, with
 // the same ldflags a release uses, so the tests exercise the real binary over real gRPC.
+// mockBinary is the mock inabit (internal/cmd/mock-inabit of the plugin's module): $MOCK_INABIT_BIN
+// as `make e2e` builds it, or built here when that is unset. Every mock a test uses runs as a
+// process of its own, driven over its control API by internal/mockctl.
 var (
 	pluginBinary string
 	pluginSHA    string
+	mockBinary   string
 )
 
 func TestMain(m *testing.M) {
@@ -63,9 +66,60 @@ func TestMain(m *testing.M) {
 	}
 	sum := sha256.Sum256(raw)
 	pluginSHA = hex.EncodeToString(sum[:])
+	if mockBinary, err = mockInabitBinary(dir); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// mockInabitBinary is $MOCK_INABIT_BIN, or the mock built into dir from the repository root.
+func mockInabitBinary(dir string) (string, error) {
+	if bin := os.Getenv("MOCK_INABIT_BIN"); bin != "" {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("MOCK_INABIT_BIN=%s: %w (make e2e builds it)", bin, err)
+		}
+		return abs, nil
+	}
+	bin := filepath.Join(dir, "mock-inabit")
+	build := exec.Command("go", "build", "-o", bin, "./internal/cmd/mock-inabit")
+	build.Dir = ".."
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("building the mock inabit failed: %w", err)
+	}
+	return bin, nil
+}
+
+// startMock runs one mock inabit process for t; it stops when t's cleanups run (after those
+// registered later, such as Vault's, since cleanups run last-in first-out).
+func startMock(t *testing.T, opts mockctl.Options) *mockctl.Mock {
+	t.Helper()
+	m, err := mockctl.Start(mockBinary, opts)
+	if err != nil {
+		t.Fatalf("mock inabit: %v", err)
+	}
+	m.OnError = func(err error) { t.Errorf("mock inabit: %v", err) }
+	t.Cleanup(m.Close)
+	return m
+}
+
+// jwtHeader is the first segment every JWT the mock mints shares (HS256, typ JWT).
+const jwtHeader = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+
+// tokenHeader is the header of m's tokens, read from its live login token (jwtHeader when the
+// token was revoked): any occurrence in a log is a leaked token.
+func tokenHeader(m *mockctl.Mock) string {
+	if h := strings.SplitN(m.LoginToken(), ".", 2)[0]; h != "" {
+		return h
+	}
+	return jwtHeader
 }
 
 // logCapture keeps everything Vault and the plugin log, to search for leaked tokens.
@@ -96,21 +150,19 @@ type env struct {
 	pluginDir string
 	auditLog  string
 	cluster   *vault.TestCluster
-	mock      *mockinabit.Server
+	mock      *mockctl.Mock
 	mockURL   string
 	logs      *logCapture
 }
 
 // newEnv starts an in-process Vault cluster (real core, real HTTP API, real plugin process) and a
 // mock inabit, registers the plugin by sha256 and version, and mounts it at inabit/.
-func newEnv(t *testing.T, cores int, opts mockinabit.Options) *env {
+func newEnv(t *testing.T, cores int, opts mockctl.Options) *env {
 	t.Helper()
 	pluginDir := t.TempDir()
 	copyFile(t, pluginBinary, filepath.Join(pluginDir, pluginCommand))
 
-	mock := mockinabit.New(opts)
-	srv := httptest.NewServer(mock.Handler())
-	t.Cleanup(srv.Close)
+	mock := startMock(t, opts)
 
 	logs := newLogCapture()
 	logger := hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Trace, Output: io.MultiWriter(logs, testWriter{t})})
@@ -124,7 +176,7 @@ func newEnv(t *testing.T, cores int, opts mockinabit.Options) *env {
 	})
 	cluster.Start()
 	t.Cleanup(cluster.Cleanup)
-	e := &env{t: t, pluginDir: pluginDir, cluster: cluster, mock: mock, mockURL: srv.URL, logs: logs}
+	e := &env{t: t, pluginDir: pluginDir, cluster: cluster, mock: mock, mockURL: mock.URL(), logs: logs}
 	active := e.waitActive()
 
 	// Every in-process cluster audits to a file, so the whole suite proves the plugin never
@@ -239,7 +291,7 @@ func statusOf(err error) int {
 // assertNoTokenInLogs: every JWT the mock mints shares one header, so any occurrence in Vault's or
 // the plugin's trace logs is a leak.
 func (e *env) assertNoTokenInLogs() {
-	header := strings.SplitN(e.mock.LoginToken(), ".", 2)[0]
+	header := tokenHeader(e.mock)
 	if strings.Contains(e.logs.String(), header) {
 		e.t.Errorf("a token appeared in Vault or plugin logs")
 	}

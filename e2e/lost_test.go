@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 // The ways issue 8 found to lose the login token, or to misreport it, each driven through the real
@@ -22,7 +22,7 @@ func (e *env) assertStoredTokenLive(t *testing.T) {
 		_, err := e.client().Logical().Read(mountPath + "/token")
 		return err == nil
 	})
-	if got := e.mock.Rejected(mockinabit.OpAccessToken) + e.mock.Rejected(mockinabit.OpRefresh); got != 0 {
+	if got := e.mock.Rejected(mockctl.OpAccessToken) + e.mock.Rejected(mockctl.OpRefresh); got != 0 {
 		t.Fatalf("%d calls presented a dead token", got)
 	}
 }
@@ -34,10 +34,10 @@ func (e *env) lastRotationError() string {
 // Defect 1: the CLI's timeout or a Ctrl-C cancels the request while inabit is answering.
 func TestCallerHangsUpDuringRotateRoot(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(map[string]interface{}{"request_timeout": 10})
 	old := e.mock.LoginToken()
-	e.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 3 * time.Second, Times: 1})
+	e.mock.InjectFault(mockctl.OpRefresh, mockctl.Fault{Kind: mockctl.FaultDelay, Delay: 3 * time.Second, Times: 1})
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -57,9 +57,9 @@ func TestCallerHangsUpDuringRotateRoot(t *testing.T) {
 // Defect 2: an answer with the new token and an errors[] entry.
 func TestPartialRefreshAnswerKeepsToken(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(nil)
-	e.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultPartial, Code: "INTERNAL", Message: "audit log unavailable", Times: 1})
+	e.mock.InjectFault(mockctl.OpRefresh, mockctl.Fault{Kind: mockctl.FaultPartial, Code: "INTERNAL", Message: "audit log unavailable", Times: 1})
 	if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); err != nil {
 		t.Fatalf("rotate-root with a partial answer: %v", err)
 	}
@@ -74,9 +74,9 @@ func TestPartialRefreshAnswerKeepsToken(t *testing.T) {
 // sent with the dead token, rotate-root and reads answer with LOST, and only a new token clears it.
 func TestLateRefreshReportedLostAndSticky(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(map[string]interface{}{"request_timeout": 1, "refresh_grace_period": 30})
-	e.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultDelay, Delay: 2 * time.Second, Times: 1})
+	e.mock.InjectFault(mockctl.OpRefresh, mockctl.Fault{Kind: mockctl.FaultDelay, Delay: 2 * time.Second, Times: 1})
 
 	_, err := e.client().Logical().Write(mountPath+"/rotate-root", nil)
 	if statusOf(err) != 503 || !strings.Contains(apiMessage(err), "outcome unknown") {
@@ -85,7 +85,7 @@ func TestLateRefreshReportedLostAndSticky(t *testing.T) {
 	if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); statusOf(err) != 503 || !strings.Contains(apiMessage(err), "checked again at") {
 		t.Fatalf("rotate-root inside the grace period: %v", err)
 	}
-	if got := e.mock.Calls(mockinabit.OpRefresh); got != 1 {
+	if got := e.mock.Calls(mockctl.OpRefresh); got != 1 {
 		t.Fatalf("%d refreshes inside the grace period, want 1", got)
 	}
 	e.mock.WaitIdle(10 * time.Second)
@@ -100,9 +100,9 @@ func TestLateRefreshReportedLostAndSticky(t *testing.T) {
 		t.Fatal("login_token_lost is not set")
 	}
 	// The backoff after one failure is 1m: the old code refreshed the dead token then.
-	refreshes := e.mock.Calls(mockinabit.OpRefresh)
+	refreshes := e.mock.Calls(mockctl.OpRefresh)
 	time.Sleep(65 * time.Second)
-	if got := e.mock.Calls(mockinabit.OpRefresh); got != refreshes {
+	if got := e.mock.Calls(mockctl.OpRefresh); got != refreshes {
 		t.Fatalf("%d refreshes sent with a token known dead", got-refreshes)
 	}
 	if !strings.HasPrefix(e.lastRotationError(), "LOGIN TOKEN LOST") {
@@ -125,11 +125,11 @@ func TestLateRefreshReportedLostAndSticky(t *testing.T) {
 // token: the outcome stays unknown (never LOST) until inabit itself can be asked.
 func TestWAFPageIsNotADeadToken(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(map[string]interface{}{"refresh_grace_period": 30, "request_timeout": 5})
-	waf := mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 403, ContentType: "text/html", Body: "<html><title>403 Forbidden</title></html>"}
-	e.mock.InjectFault(mockinabit.OpRefresh, waf)
-	e.mock.InjectFault(mockinabit.OpAccessToken, waf)
+	waf := mockctl.Fault{Kind: mockctl.FaultStatus, Status: 403, ContentType: "text/html", Body: "<html><title>403 Forbidden</title></html>"}
+	e.mock.InjectFault(mockctl.OpRefresh, waf)
+	e.mock.InjectFault(mockctl.OpAccessToken, waf)
 
 	if _, err := e.client().Logical().Write(mountPath+"/rotate-root", nil); statusOf(err) != 503 {
 		t.Fatalf("rotate-root behind a WAF page: %v", err)

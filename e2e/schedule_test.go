@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 // rotationClock records when inabit saw each refresh, polling the mock's counter.
@@ -16,18 +16,18 @@ type rotationClock struct {
 	done  chan struct{}
 }
 
-func watchRotations(mock *mockinabit.Server) *rotationClock {
+func watchRotations(mock *mockctl.Mock) *rotationClock {
 	r := &rotationClock{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		seen := mock.Calls(mockinabit.OpRefresh)
+		seen := mock.Calls(mockctl.OpRefresh)
 		for {
 			select {
 			case <-r.stop:
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			if n := mock.Calls(mockinabit.OpRefresh); n > seen {
+			if n := mock.Calls(mockctl.OpRefresh); n > seen {
 				r.mu.Lock()
 				for ; seen < n; seen++ {
 					r.times = append(r.times, time.Now().UTC())
@@ -56,7 +56,7 @@ func (r *rotationClock) since(t time.Time) []time.Time {
 // off, and writing the schedule again brings it back at the next slot, not at once.
 func TestScheduleRotatesOnTheMinute(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	e.configure(map[string]interface{}{"rotation_schedule": "* * * * *"})
 	clock := watchRotations(e.mock)
 	defer func() { close(clock.stop); <-clock.done }()

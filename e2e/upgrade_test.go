@@ -13,7 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 const (
@@ -87,7 +87,7 @@ func TestUpgradeFromV010(t *testing.T) {
 		t.Fatalf("pluginVersion is %s too: the upgrade would change nothing", v010Version)
 	}
 	oldBin, oldSHA := buildV010(t)
-	e := newEnv(t, 1, mockinabit.Options{})
+	e := newEnv(t, 1, mockctl.Options{})
 	c := e.client()
 
 	// Both versions in the catalog under one name, as after `vault plugin register` of each.
@@ -171,7 +171,7 @@ func TestUpgradeFromV010(t *testing.T) {
 	}
 	// The login token is the stored one: no refresh happened, and the new process gets access
 	// tokens with it.
-	if e.mock.Calls(mockinabit.OpRefresh) != 0 || e.mock.LoginToken() != loginToken {
+	if e.mock.Calls(mockctl.OpRefresh) != 0 || e.mock.LoginToken() != loginToken {
 		t.Fatal("the login token changed during the upgrade")
 	}
 	tokenRead("after the upgrade")
@@ -186,8 +186,8 @@ func TestUpgradeFromV010(t *testing.T) {
 	if _, err := c.Logical().Write(upgradePath+"/rotate-root", nil); err != nil {
 		t.Fatalf("rotate-root after the upgrade: %s", apiMessage(err))
 	}
-	if e.mock.Calls(mockinabit.OpRefresh) != 1 || e.mock.LoginToken() == loginToken {
-		t.Fatalf("rotate-root: %d refreshes, token changed %v", e.mock.Calls(mockinabit.OpRefresh), e.mock.LoginToken() != loginToken)
+	if e.mock.Calls(mockctl.OpRefresh) != 1 || e.mock.LoginToken() == loginToken {
+		t.Fatalf("rotate-root: %d refreshes, token changed %v", e.mock.Calls(mockctl.OpRefresh), e.mock.LoginToken() != loginToken)
 	}
 	rotated := e.readAt(upgradePath + "/config")
 	newIssued, err := time.Parse(time.RFC3339, fmt.Sprint(rotated["login_token_issued_at"]))

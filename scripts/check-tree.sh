@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fails when git tracks a build output: a file over 1 MiB, or a compiled binary (ELF, Mach-O, PE).
 # A 36 MB plugin binary was once committed at the root; this keeps it from happening again.
+# Also fails when git tracks a symlink: module zips drop them and Windows checkouts break them
+# (e2e once reached the mock through one; it now runs the mock as a process).
 # Also fails when the plugin's module could not be installed with `go install …@version`
 # (a replace directive) or when the plugin binary would link the mock's GraphQL server.
 set -euo pipefail
@@ -21,6 +23,11 @@ while IFS= read -r -d '' f; do
   esac
 done < <(git ls-files -z || echo "check-tree: git ls-files failed" >&2)
 git rev-parse --git-dir >/dev/null || exit 1
+if links=$(git ls-files -s | awk '$1 == "120000" { print $4 }') && [ -n "$links" ]; then
+  echo "check-tree: git tracks symlinks (module zips drop them, Windows checkouts break them):" >&2
+  echo "$links" >&2
+  bad=1
+fi
 # go install <module>@version refuses a main module whose go.mod has replace or exclude.
 if grep -qE '^[[:space:]]*(replace|exclude)([[:space:]]|\()' go.mod; then
   echo "check-tree: go.mod has a replace or exclude directive; 'go install <module>/cmd/...@version' refuses such a module" >&2

@@ -1,9 +1,9 @@
 // Package mockinabit is a stand-in for inabit's GraphQL API: a real GraphQL server with the two
 // authentication queries, HS256 JWTs with iat/exp, one live login token at a time, call counters
-// and fault injection. Tests run it in-process; internal/cmd/mock-inabit serves it on loopback
-// for `make dev`. It lives in internal/ so that nothing outside this repository depends on it and
-// the plugin binary links none of it; the e2e module reaches the same source through the
-// symlink e2e/internal/mockinabit.
+// and fault injection. Unit tests run it in-process; internal/cmd/mock-inabit serves it on
+// loopback for `make dev` and for the e2e suite, which drives each mock process over the HTTP
+// control API of AdminHandler (admin.go). It lives in internal/ so that nothing outside this
+// repository depends on it and the plugin binary links none of it.
 package mockinabit
 
 import (
@@ -70,7 +70,30 @@ const (
 	// FaultPartial applies the call and answers HTTP 200 with both the real data and an errors[]
 	// entry built from Message and Code (a GraphQL partial answer).
 	FaultPartial
+	// FaultErrorsNotList applies the call and answers HTTP 200 with the real data and an
+	// "errors" member that is an object, not a list: {"message": Message, "extensions": {...}}.
+	FaultErrorsNotList
+	// FaultErrorsMessageNotString applies the call and answers HTTP 200 with the real data and an
+	// errors[] entry whose "message" is an object ({"text": Message}), not a string.
+	FaultErrorsMessageNotString
+	// FaultBOM applies the call and answers with a UTF-8 byte order mark before the real JSON.
+	FaultBOM
+	// FaultLeadingSpace applies the call and answers with whitespace (" \r\n\t ") before the
+	// real JSON.
+	FaultLeadingSpace
+	// FaultTrailingNewline applies the call and answers with the real token plus "\n" inside the
+	// JSON string ("eyJ...\n"); the token inabit holds has no newline.
+	FaultTrailingNewline
+	// FaultGateway401 answers a gateway's bare HTTP 401 {"message":"Unauthorized"} (JSON, no
+	// GraphQL envelope) without applying the call: the login token stays live.
+	FaultGateway401
+	// FaultRetryAfterHuge answers HTTP 429 with Retry-After: RetryAfter (315360000 seconds, ten
+	// years, when empty) without applying the call.
+	FaultRetryAfterHuge
 )
+
+// HugeRetryAfter is the Retry-After FaultRetryAfterHuge sends when Fault.RetryAfter is empty.
+const HugeRetryAfter = "315360000"
 
 // Fault is one injected misbehaviour. Times is how many calls it affects; 0 means every call
 // until ClearFaults.
@@ -191,16 +214,30 @@ func (s *Server) LoginToken() string {
 func (s *Server) IssueLoginToken() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.retired[s.current] = true
+	if s.current != "" {
+		s.retired[s.current] = true
+	}
 	s.current = s.mint("login", s.loginTTL)
 	return s.current
+}
+
+// RevokeLoginToken kills the live login token without issuing another, as inabit support would
+// on revoking it: every later call with it is answered GraphQL UNAUTHENTICATED (and counted as
+// rejected), and LoginToken returns "" until IssueLoginToken.
+func (s *Server) RevokeLoginToken() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current != "" {
+		s.retired[s.current] = true
+	}
+	s.current = ""
 }
 
 // LoginTokenValid says whether tok is the live, unexpired login token.
 func (s *Server) LoginTokenValid(tok string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return tok == s.current && s.verify(tok, "login")
+	return tok != "" && tok == s.current && s.verify(tok, "login")
 }
 
 // AccessTokenValid says whether tok is an unexpired access token this mock issued.
@@ -270,7 +307,7 @@ func (s *Server) ClearFaults() {
 }
 
 // Applied delivers the op of every call a fault handler applied (FaultDelay, FaultDropAfterApply,
-// FaultHoldAfterApply, FaultPartial), so a test knows the upstream state changed before it
+// FaultHoldAfterApply, FaultPartial and the odd-answer kinds that apply), so a test knows the upstream state changed before it
 // crashes something. Sends never block: with nobody reading, signals beyond the buffer (64) are
 // dropped.
 func (s *Server) Applied() <-chan Op { return s.appliedSignals }
@@ -435,6 +472,22 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, gql http.Han
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		_ = json.NewEncoder(w).Encode(out)
+	case FaultErrorsNotList, FaultErrorsMessageNotString, FaultBOM, FaultLeadingSpace, FaultTrailingNewline:
+		rec := s.apply(gql, r, op)
+		writeOdd(w, f, op, rec)
+	case FaultGateway401:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"message":"Unauthorized"}`)
+	case FaultRetryAfterHuge:
+		ra := f.RetryAfter
+		if ra == "" {
+			ra = HugeRetryAfter
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", ra)
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, `{"message":"Too Many Requests"}`)
 	case FaultDropAfterApply, FaultHoldAfterApply:
 		rec := s.apply(gql, r, op)
 		if f.Kind == FaultDropAfterApply {
@@ -466,6 +519,41 @@ func (s *Server) apply(gql http.Handler, r *http.Request, op Op) *httptest.Respo
 	gql.ServeHTTP(rec, r.WithContext(context.WithoutCancel(r.Context())))
 	s.signalApplied(op)
 	return rec
+}
+
+// writeOdd answers an applied call's real result (rec) in one of the odd shapes: the data is
+// there, the wrapping is not what a strict client expects.
+func writeOdd(w http.ResponseWriter, f *Fault, op Op, rec *httptest.ResponseRecorder) {
+	var out map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out == nil {
+		out = map[string]any{"data": nil}
+	}
+	prefix := ""
+	switch f.Kind {
+	case FaultErrorsNotList:
+		out["errors"] = map[string]any{"message": f.Message, "extensions": map[string]string{"code": f.Code}}
+	case FaultErrorsMessageNotString:
+		out["errors"] = []any{map[string]any{"message": map[string]string{"text": f.Message}, "extensions": map[string]string{"code": f.Code}}}
+	case FaultBOM:
+		prefix = "\uFEFF"
+	case FaultLeadingSpace:
+		prefix = " \r\n\t "
+	case FaultTrailingNewline:
+		if data, ok := out["data"].(map[string]any); ok {
+			if tok, ok := data[string(op)].(string); ok {
+				data[string(op)] = tok + "\n"
+			}
+		}
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, prefix)
+	_, _ = w.Write(body)
 }
 
 func copyRecorded(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
@@ -546,42 +634,4 @@ func (r *resolver) RefreshApiUserLoginToken(ctx context.Context) (string, error)
 	r.s.retired[r.s.current] = true
 	r.s.current = r.s.mint("login", r.s.loginTTL)
 	return r.s.current, nil
-}
-
-// AdminHandler serves the mock's run-time controls for scripts and the e2e suite; mount it on
-// /admin/ next to Handler (cmd/mock-inabit does):
-//
-//	POST /admin/ttl?login=90s&access=60s   lifetimes of tokens minted from now on (either may be omitted)
-//	GET  /admin/ttl                        the current lifetimes
-//
-// Both answer {"login_ttl":"90s","access_ttl":"1m0s"}.
-func (s *Server) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/admin/ttl", func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-		case http.MethodPost:
-			var set [2]time.Duration
-			for i, name := range []string{"login", "access"} {
-				v := r.URL.Query().Get(name)
-				if v == "" {
-					continue
-				}
-				d, err := time.ParseDuration(v)
-				if err != nil || d <= 0 {
-					http.Error(w, fmt.Sprintf("%s=%q: want a positive Go duration such as 90s", name, v), http.StatusBadRequest)
-					return
-				}
-				set[i] = d
-			}
-			s.SetTTLs(set[0], set[1])
-		default:
-			http.Error(w, "GET or POST /admin/ttl?login=90s&access=60s", http.StatusMethodNotAllowed)
-			return
-		}
-		login, access := s.TTLs()
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"login_ttl": login.String(), "access_ttl": access.String()})
-	})
-	return mux
 }

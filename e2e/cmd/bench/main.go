@@ -15,7 +15,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,7 +28,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 type scenario struct {
@@ -47,6 +46,7 @@ func main() {
 	vaultBin := flag.String("vault-bin", "", "real vault binary")
 	pluginBin := flag.String("plugin-bin", "", "vault-plugin-secrets-inabit binary")
 	floorBin := flag.String("floor-bin", "", "floor plugin binary")
+	mockBin := flag.String("mock-bin", "", "mock-inabit binary (go build -o bin/mock-inabit ./internal/cmd/mock-inabit in the plugin's module)")
 	goBench := flag.String("go-bench", "", "file with `go test -bench` output to include")
 	out := flag.String("out", "bench/RESULTS.md", "where to write the report")
 	duration := flag.Duration("duration", 3*time.Second, "length of one measured run")
@@ -60,12 +60,12 @@ func main() {
 	pluginEnv := flag.String("plugin-env", "", "comma-separated KEY=VALUE for the inabit plugin's environment, e.g. GOMEMLIMIT=40MiB or GOGC=50, to try other memory settings than the built-in 16 MiB limit")
 	pairsOnly := flag.Bool("pairs-only", false, "for quick experiments: only the paired sustained runs (no short runs, no runs alone); prints their report and writes nothing")
 	flag.Parse()
-	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin} {
+	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin, "-mock-bin": *mockBin} {
 		if v == "" {
 			log.Fatalf("%s is required", name)
 		}
 	}
-	sOpts := sustainedOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin,
+	sOpts := sustainedOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin, mockBin: *mockBin,
 		phase: *sustainedPhase, window: *sustainedWindow, clients: *sustainedClients, pluginEnv: envList(*pluginEnv), pluginVersion: *pluginVersion}
 	if *pairsOnly {
 		sOpts.pairsOnly = true
@@ -85,9 +85,9 @@ func main() {
 		log.Printf("bench: about %s (short runs only; -sustained adds ~%s)", total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute))
 	}
 
-	mock := mockinabit.New(mockinabit.Options{})
-	mockSrv := httptest.NewServer(mock.Handler())
-	defer mockSrv.Close()
+	mock, err := mockctl.Start(*mockBin, mockctl.Options{})
+	must(err)
+	defer mock.Close()
 
 	dir, err := os.MkdirTemp("", "inabit-bench-")
 	must(err)
@@ -130,9 +130,9 @@ func main() {
 		_, err := c.Logical().Write(path, data)
 		must(err)
 	}
-	write("inabit/config", map[string]interface{}{"login_token": mock.LoginToken(), "url": mockSrv.URL})
-	write("inabit-fresh/config", map[string]interface{}{"login_token": mock.LoginToken(), "url": mockSrv.URL, "access_token_min_ttl": "15m"})
-	write("inabit-stampede/config", map[string]interface{}{"login_token": mock.LoginToken(), "url": mockSrv.URL, "verify_connection": false})
+	write("inabit/config", map[string]interface{}{"login_token": mock.LoginToken(), "url": mock.URL()})
+	write("inabit-fresh/config", map[string]interface{}{"login_token": mock.LoginToken(), "url": mock.URL(), "access_token_min_ttl": "15m"})
+	write("inabit-stampede/config", map[string]interface{}{"login_token": mock.LoginToken(), "url": mock.URL(), "verify_connection": false})
 	write("secret/data/bench", map[string]interface{}{"data": map[string]interface{}{"access_token": "constant"}})
 
 	scenarios := []scenario{
@@ -158,10 +158,10 @@ func main() {
 	for _, conc := range concurrencies {
 		for rep := 0; rep < *reps; rep++ {
 			for _, s := range scenarios { // interleaved: A B C … A B C …
-				before := mock.Calls(mockinabit.OpAccessToken)
+				before := mock.Calls(mockctl.OpAccessToken)
 				smp := run(httpClient, base+s.path, conc, *duration)
 				if s.mock {
-					smp.upstreamCalls = mock.Calls(mockinabit.OpAccessToken) - before
+					smp.upstreamCalls = mock.Calls(mockctl.OpAccessToken) - before
 				}
 				results[s.name][conc] = append(results[s.name][conc], smp)
 				log.Printf("c=%-3d rep=%d %-32s %8.0f req/s p99=%s errors=%d", conc, rep+1, s.name, smp.rps, smp.p99, smp.errors)
@@ -176,9 +176,9 @@ func main() {
 
 	// Cold stampede: 1000 concurrent first reads of a mount whose cache is empty. The floor gets
 	// 1000 concurrent reads too, so that both peaks have seen the same burst of gRPC streams.
-	before := mock.Calls(mockinabit.OpAccessToken)
+	before := mock.Calls(mockctl.OpAccessToken)
 	stampedeErrors := stampede(httpClient, base+"inabit-stampede/token", 1000)
-	stampedeCalls := mock.Calls(mockinabit.OpAccessToken) - before
+	stampedeCalls := mock.Calls(mockctl.OpAccessToken) - before
 	floorStampedeErrors := stampede(httpClient, base+"floor/token", 1000)
 	hwmStampede, floorHWMStampede := procField(pid, "VmHWM"), procField(floorPID, "VmHWM")
 

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,16 +20,16 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockinabit"
+	"github.com/inabit/vault-plugin-secrets-inabit/e2e/internal/mockctl"
 )
 
 type sustainedOpts struct {
-	vaultBin, pluginBin, floorBin string
-	phase, window                 time.Duration
-	clients                       int
-	pluginEnv                     []string
-	pluginVersion                 string
-	pairsOnly                     bool
+	vaultBin, pluginBin, floorBin, mockBin string
+	phase, window                          time.Duration
+	clients                                int
+	pluginEnv                              []string
+	pluginVersion                          string
+	pairsOnly                              bool
 }
 
 const (
@@ -51,9 +50,9 @@ func sustainedEstimate(o sustainedOpts) time.Duration {
 }
 
 func runSustained(o sustainedOpts) *sustainedRun {
-	mock := mockinabit.New(mockinabit.Options{AccessTokenTTL: sustainedAccessTTL})
-	mockSrv := httptest.NewServer(mock.Handler())
-	defer mockSrv.Close()
+	mock, err := mockctl.Start(o.mockBin, mockctl.Options{AccessTokenTTL: sustainedAccessTTL})
+	must(err)
+	defer mock.Close()
 
 	dir, err := os.MkdirTemp("", "inabit-sustained-")
 	must(err)
@@ -94,7 +93,7 @@ func runSustained(o sustainedOpts) *sustainedRun {
 	// KV never leases, but tune it alike so that every mount is configured the same.
 	must(c.Sys().TuneMount("secret", api.MountConfigInput{MaxLeaseTTL: leaseTTL}))
 	_, err = c.Logical().Write("inabit/config", map[string]interface{}{
-		"login_token": mock.LoginToken(), "url": mockSrv.URL, "access_token_min_ttl": sustainedMinTTL.String(),
+		"login_token": mock.LoginToken(), "url": mock.URL(), "access_token_min_ttl": sustainedMinTTL.String(),
 	})
 	must(err)
 	_, err = c.Logical().Write("secret/data/bench", map[string]interface{}{"data": map[string]interface{}{"access_token": "constant"}})
@@ -126,7 +125,7 @@ func runSustained(o sustainedOpts) *sustainedRun {
 	cacheWindow := sustainedAccessTTL - sustainedMinTTL
 	upstreamBudget := func(p *sustainedPhase, callsBefore int) {
 		if strings.HasPrefix(p.Path, "inabit/") {
-			p.UpstreamCalls = mock.Calls(mockinabit.OpAccessToken) - callsBefore
+			p.UpstreamCalls = mock.Calls(mockctl.OpAccessToken) - callsBefore
 			// Each cache window spanned, plus the one the phase may start in the middle of.
 			p.MaxUpstreamCalls = int(o.phase/cacheWindow) + 1
 		}
@@ -150,7 +149,7 @@ func runSustained(o sustainedOpts) *sustainedRun {
 			run0(hc, base+p.Path, o.clients, sustainedWarmup)
 		}
 		log.Printf("sustained: %s for %s with %d clients", p.Name, o.phase, o.clients)
-		callsBefore := mock.Calls(mockinabit.OpAccessToken)
+		callsBefore := mock.Calls(mockctl.OpAccessToken)
 		p.Windows = measureSustained(hc, []string{base + p.Path}, o, sample)[0]
 		p.LeasesListed = -1
 		upstreamBudget(&p, callsBefore)
@@ -183,7 +182,7 @@ func runSustained(o sustainedOpts) *sustainedRun {
 			pr.LeasesBefore = listLeases(c, pr.A.Path) + listLeases(c, pr.B.Path)
 		}
 		log.Printf("sustained: %s and %s at once for %s with %d clients each", pr.A.Name, pr.B.Name, o.phase, o.clients/2)
-		callsBefore := mock.Calls(mockinabit.OpAccessToken)
+		callsBefore := mock.Calls(mockctl.OpAccessToken)
 		ws := measureSustained(hc, []string{base + pr.A.Path, base + pr.B.Path}, o, sample)
 		pr.A.Windows, pr.B.Windows = ws[0], ws[1]
 		pr.A.LeasesListed, pr.B.LeasesListed = -1, -1
