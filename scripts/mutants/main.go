@@ -341,7 +341,7 @@ func runCurated(args []string) error {
 		outp, err := runCmd(root, *timeout+5*time.Minute, "go", a...)
 		return outp, err, time.Since(start)
 	}
-	cmdLine := strings.TrimSpace("go run ./scripts/mutants curated " + strings.Join(args, " "))
+	cmdLine := strings.TrimSpace("go run ./scripts/mutants curated " + shellJoin(args))
 	shown := "go " + strings.Join(testArgs, " ") + " -overlay=<mutant.json> " + strings.Join(pkgList, " ")
 
 	var baseSecs float64
@@ -600,7 +600,7 @@ func readEquivalents(path string) (map[string]string, error) {
 		if _, err := strconv.Atoi(parts[1]); err != nil {
 			return nil, fmt.Errorf("%s:%d: %q is not a line number", path, i+1, parts[1])
 		}
-		eq[filepath.ToSlash(parts[0])+":"+parts[1]+":"+strings.ToUpper(parts[2])] = reason
+		eq[filepath.ToSlash(filepath.Clean(parts[0]))+":"+parts[1]+":"+strings.ToUpper(parts[2])] = reason
 	}
 	return eq, nil
 }
@@ -627,7 +627,7 @@ func runGremlins(args []string) error {
 	if err != nil {
 		return err
 	}
-	eq, err := readEquivalents(filepath.Join(root, *equiv))
+	eq, err := readEquivalents(rootPath(root, *equiv))
 	if err != nil {
 		return err
 	}
@@ -689,7 +689,7 @@ func runGremlins(args []string) error {
 	for _, k := range stale {
 		fmt.Printf("gremlins: %s lists %s, which no tested package reports as a survivor (stale line number?)\n", *equiv, k)
 	}
-	section := gremlinsMarkdown(root, results, stale, *minEff, "go run ./scripts/mutants gremlins "+strings.Join(args, " "), *gremlins)
+	section := gremlinsMarkdown(root, results, stale, *minEff, *equiv, "go run ./scripts/mutants gremlins "+shellJoin(args), *gremlins)
 	if err := writeSection(rootPath(root, *out), "gremlins", section); err != nil {
 		return err
 	}
@@ -704,7 +704,8 @@ func runGremlins(args []string) error {
 // mutants count as killed here, as in curated mode.
 func tally(pr *pkgResult, rep gremlinsReport, pkg string, eq map[string]string, used map[string]bool) {
 	for _, f := range rep.Files {
-		file := filepath.ToSlash(f.FileName)
+		// gremlins names files relative to the package directory; report them from the module root.
+		file := filepath.ToSlash(filepath.Join(pkg, f.FileName))
 		for _, m := range f.Mutations {
 			switch m.Status {
 			case "KILLED":
@@ -719,7 +720,7 @@ func tally(pr *pkgResult, rep gremlinsReport, pkg string, eq map[string]string, 
 					pr.NotCovered++
 				} else {
 					pr.Lived++
-					s.Equivalent = lookupEquiv(eq, used, file, pkg, m.Line, m.Type)
+					s.Equivalent = lookupEquiv(eq, used, file, m.Line, m.Type)
 					if s.Equivalent != "" {
 						pr.Equiv++
 					}
@@ -744,14 +745,12 @@ func tally(pr *pkgResult, rep gremlinsReport, pkg string, eq map[string]string, 
 	pr.MutatorCover = pct(killed+pr.Lived, killed+pr.Lived+pr.NotCovered)
 }
 
-// lookupEquiv accepts the file as gremlins names it, or joined to the package directory.
-func lookupEquiv(eq map[string]string, used map[string]bool, file, pkg string, line int, mutator string) string {
-	for _, f := range []string{file, filepath.ToSlash(filepath.Join(pkg, file))} {
-		k := f + ":" + strconv.Itoa(line) + ":" + strings.ToUpper(mutator)
-		if r, ok := eq[k]; ok {
-			used[k] = true
-			return r
-		}
+// lookupEquiv finds a survivor in equivalent.txt (file relative to the module root).
+func lookupEquiv(eq map[string]string, used map[string]bool, file string, line int, mutator string) string {
+	k := file + ":" + strconv.Itoa(line) + ":" + strings.ToUpper(mutator)
+	if r, ok := eq[k]; ok {
+		used[k] = true
+		return r
 	}
 	return ""
 }
@@ -763,12 +762,12 @@ func pct(a, b int) float64 {
 	return 100 * float64(a) / float64(b)
 }
 
-func gremlinsMarkdown(root string, rs []pkgResult, stale []string, minEff float64, cmd, gremlins string) string {
+func gremlinsMarkdown(root string, rs []pkgResult, stale []string, minEff float64, equiv, cmd, gremlins string) string {
 	var b strings.Builder
 	b.WriteString("## gremlins\n\n")
 	fmt.Fprintf(&b, "`%s unleash` per package, on %s. Efficacy is killed / (killed + lived), timed-out mutants counted as killed; "+
-		"\"after equivalents\" leaves out the survivors listed in `scripts/mutants/equivalent.txt`. Threshold: %.0f%% after equivalents.\n\n",
-		gremlins, commitNote(root), minEff)
+		"\"after equivalents\" leaves out the survivors listed in `%s`. Threshold: %.0f%% after equivalents.\n\n",
+		gremlins, commitNote(root), equiv, minEff)
 	fmt.Fprintf(&b, "Command: `%s`\n\n", strings.TrimSpace(cmd))
 	b.WriteString("| Package | Killed | Lived | Equivalent | Not covered | Timed out | Not viable | Efficacy | After equivalents | Mutator coverage | Seconds |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -788,8 +787,8 @@ func gremlinsMarkdown(root string, rs []pkgResult, stale []string, minEff float6
 			continue
 		}
 		fmt.Fprintf(&b, "\n### Survivors in `%s`\n\n", r.Pkg)
-		b.WriteString("Kill each LIVED one with a test, or list it in `scripts/mutants/equivalent.txt` with the reason it cannot be killed. " +
-			"NOT COVERED ones run under no test at all.\n\n")
+		fmt.Fprintf(&b, "Kill each LIVED one with a test, or list it in `%s` with the reason it cannot be killed. "+
+			"NOT COVERED ones run under no test at all.\n\n", equiv)
 		b.WriteString("| Where | Mutator | Status | Equivalent because |\n|---|---|---|---|\n")
 		for _, s := range r.Survivors {
 			fmt.Fprintf(&b, "| `%s:%d:%d` | %s | %s | %s |\n", s.File, s.Line, s.Col, s.Mutator, s.Status, mdCell(s.Equivalent))
@@ -906,6 +905,18 @@ func writeSection(path, name, body string) error {
 		return err
 	}
 	return os.WriteFile(path, []byte(text), 0o644)
+}
+
+// shellJoin quotes the arguments that need it, so the recorded command can be pasted.
+func shellJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t'\"$*?|&;<>()[]{}\\") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		q[i] = a
+	}
+	return strings.Join(q, " ")
 }
 
 func mdCell(s string) string {

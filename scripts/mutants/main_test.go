@@ -125,7 +125,7 @@ func TestWriteSectionKeepsTheOther(t *testing.T) {
 
 func TestEquivalents(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "eq.txt")
-	if err := os.WriteFile(p, []byte("# c\nfoo.go:12:conditionals_boundary  the bound is never reached\n"), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte("# c\ninternal/x/foo.go:12:conditionals_boundary  the bound is never reached\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	eq, err := readEquivalents(p)
