@@ -273,7 +273,7 @@ func runCurated(args []string) error {
 	if err != nil {
 		return err
 	}
-	text, err := os.ReadFile(filepath.Join(root, *list))
+	text, err := os.ReadFile(rootPath(root, *list))
 	if err != nil {
 		return err
 	}
@@ -656,7 +656,11 @@ func runGremlins(args []string) error {
 		cmdArgs = append(cmdArgs, pkg)
 		fmt.Printf("gremlins: %s\n", strings.Join(cmdArgs, " "))
 		start := time.Now()
-		outp, runErr := runCmdTee(root, 3*time.Hour, cmdArgs[0], cmdArgs[1:]...)
+		// gremlins times each mutant's tests from its coverage run; a cached `go test` result makes
+		// that near zero and nearly every mutant a TIMED OUT. -count=1 in GOFLAGS reaches the go
+		// test commands gremlins runs (go commands ignore GOFLAGS entries that are not theirs).
+		goflags := strings.TrimSpace(os.Getenv("GOFLAGS") + " -count=1")
+		outp, runErr := run(root, 3*time.Hour, os.Stdout, []string{"GOFLAGS=" + goflags}, cmdArgs[0], cmdArgs[1:]...)
 		pr.Secs = time.Since(start).Seconds()
 		raw, readErr := os.ReadFile(report)
 		if runErr != nil || readErr != nil {
@@ -700,8 +704,10 @@ func runGremlins(args []string) error {
 	return nil
 }
 
-// tally counts a package's mutants. Gremlins' efficacy is killed / (killed + lived); timed-out
-// mutants count as killed here, as in curated mode.
+// tally counts a package's mutants with gremlins' own formulas, so the figures match what it
+// prints: efficacy is killed / (killed + lived) and mutator coverage (killed + lived) / (killed +
+// lived + not covered). Timed-out mutants are in neither: a timeout that is only a slow machine
+// must not pass for a kill (a hang is shown in its own column).
 func tally(pr *pkgResult, rep gremlinsReport, pkg string, eq map[string]string, used map[string]bool) {
 	for _, f := range rep.Files {
 		// gremlins names files relative to the package directory; report them from the module root.
@@ -739,7 +745,7 @@ func tally(pr *pkgResult, rep gremlinsReport, pkg string, eq map[string]string, 
 		}
 		return a.Col < b.Col
 	})
-	killed := pr.Killed + pr.TimedOut
+	killed := pr.Killed
 	pr.Efficacy = pct(killed, killed+pr.Lived)
 	pr.EfficacyEquiv = pct(killed, killed+pr.Lived-pr.Equiv)
 	pr.MutatorCover = pct(killed+pr.Lived, killed+pr.Lived+pr.NotCovered)
@@ -765,7 +771,7 @@ func pct(a, b int) float64 {
 func gremlinsMarkdown(root string, rs []pkgResult, stale []string, minEff float64, equiv, cmd, gremlins string) string {
 	var b strings.Builder
 	b.WriteString("## gremlins\n\n")
-	fmt.Fprintf(&b, "`%s unleash` per package, on %s. Efficacy is killed / (killed + lived), timed-out mutants counted as killed; "+
+	fmt.Fprintf(&b, "`%s unleash` per package, on %s. Efficacy is killed / (killed + lived), as gremlins computes it (timed-out mutants are in neither); "+
 		"\"after equivalents\" leaves out the survivors listed in `%s`. Threshold: %.0f%% after equivalents.\n\n",
 		gremlins, commitNote(root), equiv, minEff)
 	fmt.Fprintf(&b, "Command: `%s`\n\n", strings.TrimSpace(cmd))
@@ -830,19 +836,18 @@ func moduleRoot() (string, error) {
 
 // runCmd runs a command in its own process group, killed whole when bound passes.
 func runCmd(dir string, bound time.Duration, name string, args ...string) (string, error) {
-	return run(dir, bound, nil, name, args...)
+	return run(dir, bound, nil, nil, name, args...)
 }
 
-// runCmdTee is runCmd that also shows the output as it comes.
-func runCmdTee(dir string, bound time.Duration, name string, args ...string) (string, error) {
-	return run(dir, bound, os.Stdout, name, args...)
-}
-
-func run(dir string, bound time.Duration, tee io.Writer, name string, args ...string) (string, error) {
+// run is runCmd that also copies the output to tee (if not nil) and adds env to the environment.
+func run(dir string, bound time.Duration, tee io.Writer, env []string, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
@@ -865,7 +870,7 @@ func commitNote(root string) string {
 		return "this tree"
 	}
 	note := "commit " + strings.TrimSpace(rev)
-	if dirty, err := runCmd(root, time.Minute, "git", "status", "--porcelain", "--", "*.go"); err == nil && strings.TrimSpace(dirty) != "" {
+	if dirty, err := runCmd(root, time.Minute, "git", "status", "--porcelain", "--", "*.go", ":(exclude)scripts/mutants"); err == nil && strings.TrimSpace(dirty) != "" {
 		note += " with uncommitted Go changes"
 	}
 	return note
