@@ -13,7 +13,8 @@ FUZZTIME       ?= 30s
 
 export VAULT_BIN PLUGIN_VERSION
 
-.PHONY: build test unit e2e fmt fmt-check vet check-tree mock mock-bin dev vault fuzz bench bench-announce clean soak release release-check
+.PHONY: build test unit e2e fmt fmt-check vet check-tree mock mock-bin dev vault fuzz bench bench-announce clean soak release release-check \
+	mutants mutants-curated mutants-gremlins
 
 build:
 	go build -trimpath -ldflags "$(LDFLAGS)" -o $(PLUGIN_BIN) ./cmd/$(PLUGIN_NAME)
@@ -101,3 +102,24 @@ endif
 SOAK_SEEDS ?= 10000
 soak:
 	SOAK_SEEDS=$(SOAK_SEEDS) go test -run TestSimulationSoak -count=1 -timeout 60m -v .
+
+# Mutation testing, not part of `make test` (scripts/mutants/README.md): the curated protocol
+# mutations in scripts/mutants/mutations.txt, each run against the unit suite (a few minutes each),
+# then gremlins on GREMLINS_PKGS (a directory that does not exist yet is skipped). Both write their
+# section of testdata/mutants.md; each fails on a survivor (curated) or an efficacy below
+# MIN_EFFICACY after scripts/mutants/equivalent.txt (gremlins). MUTANTS_FLAGS / GREMLINS_FLAGS
+# pass more flags, e.g. MUTANTS_FLAGS='-only no-wal-write,lost-not-sticky'.
+GREMLINS_PKGS  ?= ./internal/rotation ./internal/inabitapi
+MIN_EFFICACY   ?= 95
+MUTANTS_FLAGS  ?=
+GREMLINS_FLAGS ?=
+
+mutants:
+	@rc=0; $(MAKE) --no-print-directory mutants-curated || rc=1; \
+		$(MAKE) --no-print-directory mutants-gremlins || rc=1; exit $$rc
+
+mutants-curated:
+	go run ./scripts/mutants curated $(MUTANTS_FLAGS)
+
+mutants-gremlins:
+	go run ./scripts/mutants gremlins -pkgs "$(GREMLINS_PKGS)" -min-efficacy $(MIN_EFFICACY) $(GREMLINS_FLAGS)
