@@ -312,3 +312,27 @@ func (a *answerRewriter) RoundTrip(r *http.Request) (*http.Response, error) {
 	res.Header.Del("Content-Length")
 	return res, nil
 }
+
+// Found by the simulation (seeds 9, 15, 109): a probe that finds the stored token dead, whose LOST
+// storage refuses to record, is asked again by a tick once storage works, and LOST is recorded
+// there, not only in the node's memory (whose reads then never ask inabit again).
+func TestLostThatStorageRefusedIsRecordedByATickOnceStorageWorks(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"rotation_period": "360h"})
+	env.b.Cleanup(context.Background())
+	env.b = regNewBackend(t, env, nil) // a restart: no proof of life, so rotate-root probes first
+	env.mock.IssueLoginToken()         // revoked at inabit
+	env.storage.failPutsTo(configStorageKey, true)
+	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil {
+		t.Fatal("rotate-root with a revoked token succeeded")
+	}
+	if regStoredConfig(t, env).LoginTokenLost || env.mock.Calls(mockinabit.OpRefresh) != 0 {
+		t.Fatal("test setup: storage recorded LOST, or a refresh was sent")
+	}
+	env.storage.failPutsTo(configStorageKey, false)
+	env.clock.advance(time.Minute)
+	env.tick(t)
+	if st := regStoredConfig(t, env); !st.LoginTokenLost {
+		t.Fatalf("LOST not recorded in storage once it worked: %q", st.LastRotationError)
+	}
+}

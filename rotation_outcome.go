@@ -55,10 +55,15 @@ func (b *backend) probe(ctx context.Context, client inabitAPI, cfg *inabitConfig
 	tok, err := client.AccessToken(pctx, cfg.LoginToken)
 	a, _ := answerOf(err)
 	p := rotation.ProbeResult(a)
-	if p == rotation.Alive {
+	switch p {
+	case rotation.Alive:
 		b.login.noteAlive(cfg.LoginToken)
 		_, gen := b.login.cachedAccess()
 		b.login.cacheAccess(gen, cfg.LoginToken, newAccessToken(tok, start, startMono))
+	case rotation.Dead:
+		// Remembered as a read's rejection is: if storage refuses the LOST this leads to, the
+		// tick asks again and records it once storage works.
+		b.login.noteRejected(cfg.LoginToken, b.mono())
 	}
 	return p, a, err
 }
