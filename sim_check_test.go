@@ -364,6 +364,9 @@ func (s *sim) checkRead(inst *simInstance, before readWorld, resp *logical.Respo
 	if !before.healthy {
 		return
 	}
+	if cfg, _ := inst.b.login.current(); cfg != nil && cfg.LoginTokenLost && s.lagging(inst) {
+		return // a standby Vault has not yet told of the new token answers from its cached LOST
+	}
 	after := s.readWorldNow()
 	if after.faults != before.faults || after.injected != before.injected || !after.healthy {
 		return

@@ -62,6 +62,7 @@ type simReq struct {
 	refreshes  int
 	stats      simRequestStats
 	cleanAfter bool
+	stepAfter  bool // the node was deposed mid-request but notices only when the request ends
 }
 
 type simViolation struct {
@@ -105,6 +106,10 @@ type sim struct {
 	// maxSkewSpread is the widest gap between any two wall clocks seen so far (steps included):
 	// how far a status stamp written on one clock can be off for another.
 	maxSkewSpread time.Duration
+	// lagInvalidations: standbys learn of a change only after the next step (Vault's
+	// invalidations are asynchronous); lagged holds those not delivered yet.
+	lagInvalidations bool
+	lagged           []simLagged
 	// calmNow (the self-test only) makes calm judge the mount at once.
 	calmNow bool
 	// selfInvalidate: Vault also invalidates the node that wrote (every node sees every change).
@@ -112,6 +117,12 @@ type sim struct {
 	// storedTok and storedSince: the stored login token, and the true time it was first stored.
 	storedTok   string
 	storedSince time.Time
+}
+
+type simLagged struct {
+	inst *simInstance
+	key  string
+	step int
 }
 
 type simAccessMint struct {
@@ -138,6 +149,7 @@ func newSim(seed int64) *sim {
 	s.store.note = s.note
 	s.model.note = s.note
 	s.selfInvalidate = rng.Intn(3) == 0
+	s.lagInvalidations = rng.Intn(3) == 0
 	for i, n := 0, 2+rng.Intn(2); i < n; i++ {
 		s.skews = append(s.skews, new(atomic.Int64))
 		s.slots = append(s.slots, s.newInstance(i))
@@ -206,13 +218,57 @@ func (s *sim) kill(inst *simInstance, crash bool) {
 	inst.b.Cleanup(context.Background())
 }
 
+// killLate deposes inst while its request runs, as an HA backend whose lock loss the node has not
+// noticed yet: its writes still land until the request returns; then it steps down.
+func (s *sim) killLate(inst *simInstance) {
+	for _, r := range s.reqs {
+		if r.inst == inst {
+			inst.dead = true
+			r.cleanAfter, r.stepAfter = true, true
+			return
+		}
+	}
+	s.kill(inst, false)
+}
+
+// deliverLagged hands standbys the invalidations Vault had not delivered yet (all of them when
+// all is set, else those due by this step).
+func (s *sim) deliverLagged(all bool) {
+	kept := s.lagged[:0]
+	for _, l := range s.lagged {
+		if !all && l.step > s.step {
+			kept = append(kept, l)
+			continue
+		}
+		if !l.inst.dead {
+			l.inst.b.InvalidateKey(context.Background(), l.key)
+		}
+	}
+	s.lagged = kept
+}
+
+// lagging says Vault has not yet told inst of a change.
+func (s *sim) lagging(inst *simInstance) bool {
+	for _, l := range s.lagged {
+		if l.inst == inst {
+			return true
+		}
+	}
+	return false
+}
+
 // invalidateOthers is Vault telling the other nodes that a key changed.
 func (s *sim) invalidateOthers(from *simInstance, key string) {
 	if key == "config" {
 		s.noteStored()
 	}
-	for _, inst := range s.slots {
+	for slot, inst := range s.slots {
 		if (inst != from || s.selfInvalidate) && !inst.dead {
+			if s.lagInvalidations && slot != s.active {
+				// Vault's invalidation reaches this standby only after the next step.
+				s.lagged = append(s.lagged, simLagged{inst: inst, key: key, step: s.step + 1})
+				continue
+			}
 			inst.b.InvalidateKey(context.Background(), key)
 		}
 	}
@@ -298,6 +354,11 @@ func (s *sim) do(inst *simInstance, label string, fn func() (*logical.Response, 
 	base := runtime.NumGoroutine()
 
 	resp, err := fn()
+	if req.stepAfter {
+		s.store.mu.Lock()
+		inst.stepped = true
+		s.store.mu.Unlock()
+	}
 	if req.cleanAfter {
 		inst.b.Cleanup(context.Background())
 	}

@@ -173,7 +173,7 @@ func (s *sim) armHooks(p float64, cancel context.CancelFunc) string {
 	}
 	var fn func()
 	what := ""
-	switch a := s.rng.Intn(12); {
+	switch a := s.rng.Intn(13); {
 	case a < 6:
 		what, fn = "caller hangs up", cancel
 	case a < 7:
@@ -182,6 +182,8 @@ func (s *sim) armHooks(p float64, cancel context.CancelFunc) string {
 		what, fn = "plugin restart and new instance works", func() { s.restartActive(); s.nested() }
 	case a < 10:
 		what, fn = "step-down and new active works", func() { s.stepDown("mid-request"); s.nested() }
+	case a < 11:
+		what, fn = "deposed, not yet noticed; new active works", func() { s.stepDownLate(); s.nested() }
 	default:
 		d := time.Duration(5+s.rng.Intn(120)) * time.Minute
 		what, fn = fmt.Sprintf("storage outage begins (every Put fails for %s)", d), func() { s.beginOutage(d) }
@@ -330,6 +332,18 @@ func (s *sim) stepDown(why string) {
 	s.slots[next] = s.newInstance(next)
 	s.active = next
 	s.logf("step-down (%s): node %d -> node %d", why, old, next)
+}
+
+// stepDownLate moves the active role while the old active's request runs on, still writing.
+func (s *sim) stepDownLate() {
+	old := s.active
+	s.killLate(s.slots[old])
+	s.slots[old] = s.newInstance(old)
+	next := (old + 1 + s.rng.Intn(len(s.slots)-1)) % len(s.slots)
+	s.kill(s.slots[next], true)
+	s.slots[next] = s.newInstance(next)
+	s.active = next
+	s.logf("step-down (not yet noticed by the old active): node %d -> node %d", old, next)
 }
 
 func (s *sim) storageFaults() {

@@ -25,7 +25,7 @@ import (
 var (
 	simSeedFlag  = flag.Int64("seed", 0, "replay this one simulation seed")
 	simSeedsFlag = flag.Int("sim.seeds", 500, "seeds TestSimulation runs")
-	simStepsFlag = flag.Int("sim.steps", 35, "steps per simulation seed")
+	simStepsFlag = flag.Int("sim.steps", 60, "steps per simulation seed")
 	simVerbose   = flag.Bool("sim.v", false, "print the plugin logs of a failing seed")
 	simList      = flag.Bool("sim.list", false, "list every failing seed with its violation")
 	simIgnore    = flag.String("sim.ignore", "", "comma-separated invariants to count but not fail on (to look past a known bug)")
@@ -72,6 +72,7 @@ func runSim(seed int64, steps int) (res simResult) {
 	for s.step = 1; s.step <= steps && s.fail == nil; s.step++ {
 		s.st.steps++
 		s.runStep()
+		s.deliverLagged(false)
 		if s.fail == nil {
 			s.check()
 		}
