@@ -228,10 +228,7 @@ func (s *sim) check() {
 		if data == nil || data["old_token_sha256"] != simHash(stored) {
 			continue
 		}
-		s.store.mu.Lock()
-		refused := s.store.refused > s.store.refusedAt[key]
-		s.store.mu.Unlock()
-		if unknown || refused { // pending, or storage refused a write since the entry was made
+		if unknown { // pending: the in-flight status is written before the refresh is sent
 			return
 		}
 	}

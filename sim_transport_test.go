@@ -234,7 +234,7 @@ func (t *simTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	// inabit's own answer.
-	if !refresh && m.aliveLocked(tok) && !m.glitched[tok] && m.glitchOK != nil && m.glitchOK() && m.rng.Intn(20) == 0 {
+	if !refresh && m.aliveLocked(tok) && !m.glitched[tok] && m.glitchOK != nil && m.glitchOK() && m.rng.Intn(6) == 0 {
 		// A glitch: inabit's own UNAUTHENTICATED for a live token, once.
 		m.glitched[tok] = true
 		m.faults++
