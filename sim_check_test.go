@@ -1,7 +1,27 @@
 package inabit
 
-// The simulation's invariants, checked against the model's truth after every step (and some
-// during requests). Storage is read raw, by the field names of the stored JSON.
+// The simulation's invariants, checked against the model's truth (inabit's live token, the true
+// virtual time, what each node holds in memory) after every step and some during requests. Storage
+// is read raw, by the stored JSON's field names and types, never by the operator's prose.
+//
+//	(a)  inabit's live login token is stored, held in memory by the active node, gone with a dead
+//	     node, or the status is pending (outcome_check_at) or LOST; a-lost: LOST never while the
+//	     refresh's answer sits on a running node; a-sticky: login_token_lost is cleared only with
+//	     a new login token
+//	(b)  login_token_lost never on a token inabit accepts
+//	(c)  no refresh with a token inabit told that node is dead, or stored as lost, or without
+//	     proof of life in the sending process (an access token issued to it, no rejection since)
+//	(d)  no JWT or signature in logs, events, errors, warnings, config reads
+//	(e)  a fault-free tick refreshes a live, healthy token that is due on the node's clock
+//	(f)  a periodic first attempt never before the token is due on the node's clock
+//	(g)  a refresh answer that reached a node whose storage took every write is saved
+//	(h)  with inabit and storage healthy, the mount settles within a bound (sim_time_test.go)
+//	(i)  a fault-free tick after inabit told the active node the stored token is dead never
+//	     leaves a healthy status
+//	(j)  a served access token was minted by the login token stored or held by the serving node
+//	     at fetch time, and its lease ends before the token's exp
+//	(k)  reads succeed when inabit is up, storage healthy, the stored token alive, no WAL entry
+//	once a request sends at most one refresh, never while an earlier one of the token may apply
 
 import (
 	"crypto/sha256"
@@ -162,7 +182,7 @@ func (s *sim) instByID(id int) *simInstance {
 	return nil
 }
 
-// check runs the per-step invariants (a), (b), (d) and the LOST justification.
+// check runs the per-step invariants (a), (b), (d).
 func (s *sim) check() {
 	s.model.settle()
 	s.checkLeaks()

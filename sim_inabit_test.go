@@ -89,6 +89,7 @@ func (m *simInabit) name(tok string) string {
 type pendingApply struct {
 	token string
 	at    time.Time
+	sent  time.Time // when the client gave up on it
 }
 
 type simInabit struct {
@@ -241,10 +242,19 @@ func (m *simInabit) settle() {
 	m.settleLocked()
 }
 
+// lateApplyBound bounds how long after the client gave up inabit applies a refresh.
+func lateApplyBound(grace time.Duration) time.Duration { return min(5*time.Minute, grace/2) }
+
 func (m *simInabit) settleLocked() {
 	now := m.clock.now()
 	kept := m.pending[:0]
+	bound := lateApplyBound(m.grace())
 	for _, p := range m.pending {
+		// refresh_grace_period is the operator's word for how late inabit applies a refresh: an
+		// apply still pending when it is lowered comes within the new word.
+		if latest := p.sent.Add(time.Second + bound); p.at.After(latest) {
+			p.at = latest
+		}
 		switch {
 		case p.at.After(now):
 			kept = append(kept, p)

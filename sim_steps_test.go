@@ -182,8 +182,10 @@ func (s *sim) armHooks(p float64, cancel context.CancelFunc) string {
 		what, fn = "plugin restart and new instance works", func() { s.restartActive(); s.nested() }
 	case a < 10:
 		what, fn = "step-down and new active works", func() { s.stepDown("mid-request"); s.nested() }
-	case a < 11:
+	case a < 11 && *simZombie:
 		what, fn = "deposed, not yet noticed; new active works", func() { s.stepDownLate(); s.nested() }
+	case a < 11:
+		what, fn = "step-down and new active works", func() { s.stepDown("mid-request"); s.nested() }
 	default:
 		d := time.Duration(5+s.rng.Intn(120)) * time.Minute
 		what, fn = fmt.Sprintf("storage outage begins (every Put fails for %s)", d), func() { s.beginOutage(d) }

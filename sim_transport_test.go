@@ -210,12 +210,8 @@ func (t *simTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			case 0: // applied before the answer was lost
 				m.applyNote = "applied before the answer was lost: " + m.names[m.applyLocked(tok)]
 			case 1: // applied after the client gave up
-				bound := 5 * time.Minute
-				if g := m.grace() / 2; g < bound {
-					bound = g
-				}
-				delay := time.Second + time.Duration(m.rng.Int63n(int64(bound)))
-				m.pending = append(m.pending, pendingApply{token: tok, at: m.clock.now().Add(delay)})
+				delay := time.Second + time.Duration(m.rng.Int63n(int64(lateApplyBound(m.grace()))))
+				m.pending = append(m.pending, pendingApply{token: tok, at: m.clock.now().Add(delay), sent: m.clock.now()})
 				m.applyNote = "to be applied at " + m.clock.now().Add(delay).Format("15:04:05")
 			}
 		}
