@@ -408,3 +408,27 @@ func TestRotatedTokenIsTrimmedAndHealthyOnlyWhenInabitAcceptsIt(t *testing.T) {
 		}
 	})
 }
+
+// A probe that finds the stored token dead, whose LOST
+// storage refuses to record, is asked again by a tick once storage works, and LOST is recorded
+// there, not only in the node's memory (whose reads then never ask inabit again).
+func TestLostThatStorageRefusedIsRecordedByATickOnceStorageWorks(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"rotation_period": "360h"})
+	env.b.Cleanup(context.Background())
+	env.b = newNode(t, env, nil) // a restart: no proof of life, so rotate-root probes first
+	env.mock.IssueLoginToken()   // revoked at inabit
+	env.storage.failPutsTo(configStorageKey, true)
+	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil {
+		t.Fatal("rotate-root with a revoked token succeeded")
+	}
+	if storedConfig(t, env).LoginTokenLost || env.mock.Calls(mockinabit.OpRefresh) != 0 {
+		t.Fatal("test setup: storage recorded LOST, or a refresh was sent")
+	}
+	env.storage.failPutsTo(configStorageKey, false)
+	env.clock.advance(time.Minute)
+	env.tick(t)
+	if st := storedConfig(t, env); !st.LoginTokenLost {
+		t.Fatalf("LOST not recorded in storage once it worked: %q", st.LastRotationError)
+	}
+}

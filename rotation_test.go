@@ -378,3 +378,29 @@ func TestInFlightStatusWriteFailureDoesNotCallInabit(t *testing.T) {
 		t.Fatal("inabit was called, or a WAL entry left, although the status could not be written")
 	}
 }
+
+// Found by the simulation (seeds 90, 201): a refresh inabit declined drops its WAL entry, and if
+// storage then refuses the status write, the in-flight "outcome unknown" status is left with no
+// WAL entry behind it. The next tick settles it by asking inabit instead of showing it until the
+// next rotation.
+func TestInFlightStatusLeftWithoutWALEntryIsSettledByTheNextTick(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, map[string]interface{}{"rotation_period": "360h"})
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "FORBIDDEN", Message: "not allowed", Times: 1})
+	env.storage.failPutsAfter(configStorageKey, 1) // the in-flight status, then the outcome's status fails
+	if _, err := env.request(logical.UpdateOperation, "rotate-root", nil); err == nil {
+		t.Fatal("a declined refresh succeeded")
+	}
+	if st := storedConfig(t, env); st.OutcomeCheckAt.IsZero() || walCount(t, env) != 0 {
+		t.Fatalf("test setup: outcome_check_at %v, %d WAL entries", st.OutcomeCheckAt, walCount(t, env))
+	}
+	env.storage.failPutsTo(configStorageKey, false)
+	env.clock.advance(time.Minute)
+	env.tick(t)
+	if st := storedConfig(t, env); !st.OutcomeCheckAt.IsZero() || st.LastRotationError != "" || st.LoginTokenLost {
+		t.Fatalf("stale in-flight status not settled: outcome_check_at %v, status %q", st.OutcomeCheckAt, st.LastRotationError)
+	}
+	if env.mock.Calls(mockinabit.OpRefresh) != 1 {
+		t.Fatal("the tick sent a refresh")
+	}
+}

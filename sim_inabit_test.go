@@ -29,14 +29,33 @@ const (
 	fGQLError  simFault = "graphql-error" // inabit's own errors-only answer; nothing applied
 	fForbidden simFault = "forbidden"     // inabit's FORBIDDEN for a role that may not refresh
 	f429       simFault = "429"           // rate limited; nothing applied
+
+	// Answer shapes inabit or a gateway may send. The first four carry the token: for a refresh,
+	// inabit applied it. The last two carry none, and nothing was applied.
+	fErrorsObject    simFault = "errors-object"        // the token, with "errors" an object instead of a list
+	fErrorsNonString simFault = "errors-non-string"    // the token, with an error whose message is not a string
+	fBOM             simFault = "bom"                  // the token, after a UTF-8 byte-order mark
+	fTrailingNewline simFault = "token-newline"        // the token with a trailing newline inside the JSON string
+	fGateway401      simFault = "gateway-401"          // a gateway's bare 401 {"message":"Unauthorized"}; inabit never saw it
+	f429Huge         simFault = "429-huge-retry-after" // rate limited, Retry-After of years; nothing applied
 )
 
-var simFaultKinds = []simFault{fDial, fTimeout, fDrop, f5xx, fGarbage, fPartial, fHTML401, fHTML403, fGQLError, fForbidden, f429}
+var simFaultKinds = []simFault{fDial, fTimeout, fDrop, f5xx, fGarbage, fPartial, fHTML401, fHTML403, fGQLError, fForbidden, f429,
+	fErrorsObject, fErrorsNonString, fBOM, fTrailingNewline, fGateway401, f429Huge}
+
+// delivers says an answer of this shape carries the token asked for (so a refresh was applied).
+func (f simFault) delivers() bool {
+	switch f {
+	case fNone, fPartial, fErrorsObject, fErrorsNonString, fBOM, fTrailingNewline:
+		return true
+	}
+	return false
+}
 
 type simDelivery struct {
-	token   string
-	instID  int
-	partial bool
+	token  string
+	instID int
+	shape  simFault
 }
 
 // simClaims reads iat and exp without verifying, as the plugin does.
@@ -70,6 +89,7 @@ func (m *simInabit) name(tok string) string {
 type pendingApply struct {
 	token string
 	at    time.Time
+	sent  time.Time // when the client gave up on it
 }
 
 type simInabit struct {
@@ -88,11 +108,21 @@ type simInabit struct {
 	successor  map[string]string // login token -> the token a refresh of it minted
 	delivered  map[string]int    // login token -> id of the instance an answer carried it to
 	rejectedTo map[string]map[int]bool
-	tried      map[string]bool // login tokens a refresh was sent with
-	inflight   map[string]int  // login token -> refreshes with it that inabit is handling now
-	crashed    map[int]bool    // instances whose plugin process is gone
-	pending    []pendingApply
-	operator   string // a support-issued token the operator has not managed to write yet
+	rejectedAt map[string]map[int]time.Time // when inabit first told an instance a token is dead
+	// proofSeq and rejectSeq order, per login token and instance, the last access token inabit
+	// issued with it and the last UNAUTHENTICATED it answered (glitches included): a refresh needs
+	// proof of life in the sending process, not contradicted since.
+	seq                 int
+	proofSeq, rejectSeq map[string]map[int]int
+	// glitchOK says a read (not a rotation's probe) is asking; glitched: the live tokens inabit
+	// has once wrongly rejected (at most once each: two answers apart are inabit's word).
+	glitchOK func() bool
+	glitched map[string]bool
+	tried    map[string]bool // login tokens a refresh was sent with
+	inflight map[string]int  // login token -> refreshes with it that inabit is handling now
+	crashed  map[int]bool    // instances whose plugin process is gone
+	pending  []pendingApply
+	operator string // a support-issued token the operator has not managed to write yet
 
 	faultRate float64
 	outage    bool
@@ -101,8 +131,12 @@ type simInabit struct {
 	callN, hookAt int
 	hook          func()
 	onRefresh     func(instID int, token string, concurrent bool)
-	note          func(format string, args ...interface{})
-	applyNote     string
+	// onAccess says, when inabit mints an access token (mu held), whether the login token that
+	// minted it is the one in use on the fetching node: stored, or held in its memory.
+	onAccess    func(inst *simInstance, login string) bool
+	accessMints map[string]simAccessMint
+	note        func(format string, args ...interface{})
+	applyNote   string
 
 	// soak figures
 	faults, applied, deliveredN, refreshes int
@@ -112,7 +146,8 @@ func newSimInabit(clock *vclock, rng *rand.Rand) *simInabit {
 	return &simInabit{clock: clock, rng: rng, key: []byte("simulated inabit signing key"),
 		loginLife: 30 * 24 * time.Hour, accessLife: 15 * time.Minute,
 		names: map[string]string{}, killedBy: map[string]string{}, successor: map[string]string{}, delivered: map[string]int{},
-		rejectedTo: map[string]map[int]bool{}, tried: map[string]bool{},
+		rejectedTo: map[string]map[int]bool{}, rejectedAt: map[string]map[int]time.Time{}, accessMints: map[string]simAccessMint{},
+		proofSeq: map[string]map[int]int{}, rejectSeq: map[string]map[int]int{}, glitched: map[string]bool{}, tried: map[string]bool{},
 		inflight: map[string]int{}, crashed: map[int]bool{}}
 }
 
@@ -141,6 +176,29 @@ func (m *simInabit) supportIssue() string {
 	m.live = m.mintLocked("login", m.loginLife)
 	m.operator = m.live
 	return m.live
+}
+
+// revoke is inabit support killing the live login token outside Vault (a leak, an offboarding).
+func (m *simInabit) revoke() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	tok := m.live
+	if tok != "" {
+		m.killedBy[tok] = "revoked"
+		m.live = ""
+	}
+	return tok
+}
+
+// deadLocked says inabit rejects tok now (true time).
+func (m *simInabit) deadLocked(tok string) bool { return !m.aliveLocked(tok) }
+
+func (m *simInabit) markLocked(seqs map[string]map[int]int, tok string, instID int) {
+	m.seq++
+	if seqs[tok] == nil {
+		seqs[tok] = map[int]int{}
+	}
+	seqs[tok][instID] = m.seq
 }
 
 func (m *simInabit) armHook(at int, fn func()) {
@@ -184,10 +242,19 @@ func (m *simInabit) settle() {
 	m.settleLocked()
 }
 
+// lateApplyBound bounds how long after the client gave up inabit applies a refresh.
+func lateApplyBound(grace time.Duration) time.Duration { return min(5*time.Minute, grace/2) }
+
 func (m *simInabit) settleLocked() {
 	now := m.clock.now()
 	kept := m.pending[:0]
+	bound := lateApplyBound(m.grace())
 	for _, p := range m.pending {
+		// refresh_grace_period is the operator's word for how late inabit applies a refresh: an
+		// apply still pending when it is lowered comes within the new word.
+		if latest := p.sent.Add(time.Second + bound); p.at.After(latest) {
+			p.at = latest
+		}
 		switch {
 		case p.at.After(now):
 			kept = append(kept, p)

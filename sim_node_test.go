@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -50,6 +51,9 @@ type simInstance struct {
 	dead     bool
 	stepped  bool // writes refused; guarded by simStore.mu
 	crashed  bool // every storage and inabit call refused; guarded by simStore.mu
+	// monoOff is this process's monotonic clock at the simulation's start: monotonic clocks never
+	// step, but two processes' clocks differ by a constant.
+	monoOff time.Duration
 }
 
 type simReq struct {
@@ -58,6 +62,7 @@ type simReq struct {
 	refreshes  int
 	stats      simRequestStats
 	cleanAfter bool
+	stepAfter  bool // the node was deposed mid-request but notices only when the request ends
 }
 
 type simViolation struct {
@@ -66,7 +71,7 @@ type simViolation struct {
 }
 
 type simCounters struct {
-	steps, rotations, lost, unknown, storageFaults, inabitFaults, hooks int
+	steps, rotations, lost, unknown, storageFaults, inabitFaults, hooks, waived int
 }
 
 type sim struct {
@@ -95,6 +100,36 @@ type sim struct {
 	notes    []string
 	wasLost  bool
 	wasUnkn  bool
+	// skews are the nodes' wall clocks: node i reads the true (virtual) time plus skews[i]. They
+	// are atomic because a shared fetch left running reads its node's clock off this goroutine.
+	skews []*atomic.Int64
+	// maxSkewSpread is the widest gap between any two wall clocks seen so far (steps included):
+	// how far a status stamp written on one clock can be off for another.
+	maxSkewSpread time.Duration
+	// lagInvalidations: standbys learn of a change only after the next step (Vault's
+	// invalidations are asynchronous); lagged holds those not delivered yet.
+	lagInvalidations bool
+	lagged           []simLagged
+	// calmNow (the self-test only) makes calm judge the mount at once.
+	calmNow bool
+	// selfInvalidate: Vault also invalidates the node that wrote (every node sees every change).
+	selfInvalidate bool
+	// storedTok and storedSince: the stored login token, and the true time it was first stored.
+	storedTok   string
+	storedSince time.Time
+}
+
+type simLagged struct {
+	inst *simInstance
+	key  string
+	step int
+}
+
+type simAccessMint struct {
+	login   string
+	instID  int
+	current bool
+	exp     time.Time
 }
 
 func newSim(seed int64) *sim {
@@ -102,15 +137,21 @@ func newSim(seed int64) *sim {
 	rng := rand.New(rand.NewSource(seed))
 	clock := &vclock{t: simEpoch}
 	s := &sim{seed: seed, rng: rng, clock: clock, store: newSimStore(), manual: map[string]bool{}, uuids: map[string]string{}}
+	s.store.clock = clock
 	s.model = newSimInabit(clock, rand.New(rand.NewSource(seed*7919+1)))
 	s.model.grace = s.grace
 	s.model.onRefresh = s.onRefresh
+	s.model.onAccess = s.onAccess
+	s.model.glitchOK = func() bool { return len(s.reqs) > 0 && s.reqs[len(s.reqs)-1].label == "token-read" }
 	s.model.faultRate = []float64{0, 0.05, 0.15, 0.3}[rng.Intn(4)]
 	s.model.loginLife = []time.Duration{6 * time.Hour, 48 * time.Hour, 30 * 24 * time.Hour}[rng.Intn(3)]
 	s.store.onWrite = s.invalidateOthers
 	s.store.note = s.note
 	s.model.note = s.note
+	s.selfInvalidate = rng.Intn(3) == 0
+	s.lagInvalidations = rng.Intn(3) == 0
 	for i, n := 0, 2+rng.Intn(2); i < n; i++ {
+		s.skews = append(s.skews, new(atomic.Int64))
 		s.slots = append(s.slots, s.newInstance(i))
 	}
 	for _, p := range s.slots[0].b.Paths {
@@ -138,9 +179,13 @@ func (s *sim) newInstance(slot int) *simInstance {
 		panic(err)
 	}
 	b := raw.(*backend)
-	b.now = s.clock.now
-	b.mono = func() time.Duration { return s.clock.now().Sub(simEpoch) }
-	b.newAPI = apiOver(&simTransport{m: s.model, instID: inst.id}, inabitapi.WithoutRetryWait())
+	// Each node's wall clock is the true time plus its skew, which the simulation sets and steps;
+	// its monotonic clock never steps. inabit's clock is the true time.
+	skew := s.skews[slot]
+	inst.monoOff = time.Duration(s.rng.Int63n(int64(1000 * time.Hour)))
+	b.now = func() time.Time { return s.clock.now().Add(time.Duration(skew.Load())) }
+	b.mono = func() time.Duration { return s.clock.now().Sub(simEpoch) + inst.monoOff }
+	b.newAPI = apiOver(&simTransport{m: s.model, instID: inst.id, inst: inst}, inabitapi.WithoutRetryWait())
 	b.noRetryWait = true
 	inst.b = b
 	s.insts = append(s.insts, inst)
@@ -173,13 +218,97 @@ func (s *sim) kill(inst *simInstance, crash bool) {
 	inst.b.Cleanup(context.Background())
 }
 
+// killLate deposes inst while its request runs, as an HA backend whose lock loss the node has not
+// noticed yet: its writes still land until the request returns; then it steps down.
+func (s *sim) killLate(inst *simInstance) {
+	for _, r := range s.reqs {
+		if r.inst == inst {
+			inst.dead = true
+			r.cleanAfter, r.stepAfter = true, true
+			return
+		}
+	}
+	s.kill(inst, false)
+}
+
+// deliverLagged hands standbys the invalidations Vault had not delivered yet (all of them when
+// all is set, else those due by this step).
+func (s *sim) deliverLagged(all bool) {
+	kept := s.lagged[:0]
+	for _, l := range s.lagged {
+		if !all && l.step > s.step {
+			kept = append(kept, l)
+			continue
+		}
+		if !l.inst.dead {
+			l.inst.b.InvalidateKey(context.Background(), l.key)
+		}
+	}
+	s.lagged = kept
+}
+
+// lagging says Vault has not yet told inst of a change.
+func (s *sim) lagging(inst *simInstance) bool {
+	for _, l := range s.lagged {
+		if l.inst == inst {
+			return true
+		}
+	}
+	return false
+}
+
 // invalidateOthers is Vault telling the other nodes that a key changed.
 func (s *sim) invalidateOthers(from *simInstance, key string) {
-	for _, inst := range s.slots {
-		if inst != from && !inst.dead {
+	if key == "config" {
+		s.noteStored()
+	}
+	for slot, inst := range s.slots {
+		if (inst != from || s.selfInvalidate) && !inst.dead {
+			if s.lagInvalidations && slot != s.active {
+				// Vault's invalidation reaches this standby only after the next step.
+				s.lagged = append(s.lagged, simLagged{inst: inst, key: key, step: s.step + 1})
+				continue
+			}
 			inst.b.InvalidateKey(context.Background(), key)
 		}
 	}
+}
+
+// noteStored records when the stored login token changed, on the true clock.
+func (s *sim) noteStored() {
+	if tok := cfgString(s.rawConfig(), "login_token"); tok != s.storedTok {
+		s.storedTok, s.storedSince = tok, s.clock.now()
+	}
+}
+
+// skew is node slot's wall-clock error.
+func (s *sim) skew(slot int) time.Duration { return time.Duration(s.skews[slot].Load()) }
+
+// nodeNow is node slot's wall clock.
+func (s *sim) nodeNow(slot int) time.Time { return s.clock.now().Add(s.skew(slot)) }
+
+// setSkew sets node slot's wall-clock error and widens maxSkewSpread.
+func (s *sim) setSkew(slot int, d time.Duration) {
+	for i := range s.skews { // the node's own earlier clock included: its stamps are still stored
+		if gap := d - s.skew(i); gap > s.maxSkewSpread {
+			s.maxSkewSpread = gap
+		} else if -gap > s.maxSkewSpread {
+			s.maxSkewSpread = -gap
+		}
+	}
+	s.skews[slot].Store(int64(d))
+}
+
+// heldBy is the rotated login token inst holds in memory because storage refused it; "" if none.
+func heldBy(inst *simInstance) string {
+	if inst == nil || inst.dead {
+		return ""
+	}
+	cfg, _, ok := inst.b.login.held()
+	if !ok {
+		return ""
+	}
+	return cfg.LoginToken
 }
 
 var simUUID = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
@@ -225,6 +354,11 @@ func (s *sim) do(inst *simInstance, label string, fn func() (*logical.Response, 
 	base := runtime.NumGoroutine()
 
 	resp, err := fn()
+	if req.stepAfter {
+		s.store.mu.Lock()
+		inst.stepped = true
+		s.store.mu.Unlock()
+	}
 	if req.cleanAfter {
 		inst.b.Cleanup(context.Background())
 	}

@@ -2,8 +2,12 @@ package inabit
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // TestSimulationCatchesPlantedViolations proves the checkers can fail: each case plants one
@@ -30,7 +34,7 @@ func TestSimulationCatchesPlantedViolations(t *testing.T) {
 		}},
 		{"d", func(s *sim) { s.texts = append(s.texts, "error: "+s.model.mintedTokens()[0]) }},
 		{"b", func(s *sim) {
-			rewrite(s, func(cfg map[string]interface{}) { cfg["last_rotation_error"] = "LOGIN TOKEN LOST: planted" })
+			rewrite(s, func(cfg map[string]interface{}) { cfg["login_token_lost"] = true })
 		}},
 		{"a", func(s *sim) {
 			s.model.mu.Lock()
@@ -42,9 +46,9 @@ func TestSimulationCatchesPlantedViolations(t *testing.T) {
 			s.model.killedBy[s.model.live] = "support"
 			s.model.live = s.model.mintLocked("login", s.model.loginLife)
 			s.model.mu.Unlock()
-			rewrite(s, func(cfg map[string]interface{}) { cfg["last_rotation_error"] = "LOGIN TOKEN LOST: planted" })
+			rewrite(s, func(cfg map[string]interface{}) { cfg["login_token_lost"] = true })
 			s.check()
-			rewrite(s, func(cfg map[string]interface{}) { cfg["last_rotation_error"] = "all is well" })
+			rewrite(s, func(cfg map[string]interface{}) { delete(cfg, "login_token_lost") })
 		}},
 		{"c", func(s *sim) {
 			tok := cfgString(s.rawConfig(), "login_token")
@@ -52,6 +56,53 @@ func TestSimulationCatchesPlantedViolations(t *testing.T) {
 			s.model.rejectedTo[tok] = map[int]bool{s.slots[s.active].id: true}
 			s.model.mu.Unlock()
 			s.onRefresh(s.slots[s.active].id, tok, false) // the node refreshes it anyway
+		}},
+		{"c", func(s *sim) {
+			tok, id := cfgString(s.rawConfig(), "login_token"), s.slots[s.active].id
+			s.model.mu.Lock()
+			s.model.markLocked(s.model.proofSeq, tok, id)
+			s.model.markLocked(s.model.rejectSeq, tok, id) // a rejection (a glitch) since the proof of life
+			s.model.mu.Unlock()
+			s.onRefresh(id, tok, false) // the node refreshes without asking again
+		}},
+		{"h", func(s *sim) {
+			s.model.revoke() // the stored token dies; the status still says healthy
+			s.calmNow = true
+			s.calm()
+		}},
+		{"h", func(s *sim) {
+			rewrite(s, func(cfg map[string]interface{}) { cfg["outcome_check_at"] = "2030-01-01T00:10:00Z" }) // pending, nothing behind it
+			s.calmNow = true
+			s.calm()
+		}},
+		{"i", func(s *sim) {
+			tok := s.model.revoke()
+			s.model.mu.Lock()
+			s.model.rejectedAt[tok] = map[int]time.Time{s.slots[s.active].id: s.clock.now()} // inabit told the active node
+			s.model.mu.Unlock()
+			s.clock.advance(time.Minute)
+			s.checkTickNoticed(s.slots[s.active], s.clock.now()) // a fault-free tick ran; the status is healthy
+		}},
+		{"j", func(s *sim) {
+			s.model.mu.Lock()
+			stale := s.model.mintLocked("login", time.Hour) // a login token Vault never had
+			access := s.model.mintLocked("access", s.model.accessLife)
+			s.model.accessMints[access] = simAccessMint{login: stale, instID: s.slots[s.active].id, exp: s.clock.now().Add(s.model.accessLife)}
+			s.model.mu.Unlock()
+			s.checkServed(s.slots[s.active], &logical.Response{Data: map[string]interface{}{"access_token": access}})
+		}},
+		{"j", func(s *sim) {
+			s.model.mu.Lock()
+			access := s.model.mintLocked("access", s.model.accessLife)
+			s.model.accessMints[access] = simAccessMint{login: s.model.live, instID: s.slots[s.active].id, current: true, exp: s.clock.now().Add(s.model.accessLife)}
+			s.model.mu.Unlock()
+			resp := &logical.Response{Data: map[string]interface{}{"access_token": access}, Secret: &logical.Secret{}}
+			resp.Secret.TTL = s.model.accessLife + time.Minute // a lease that outlives the token
+			s.checkServed(s.slots[s.active], resp)
+		}},
+		{"k", func(s *sim) {
+			before := s.readWorldNow()
+			s.checkRead(s.slots[s.active], before, nil, errors.New("planted: the read failed")) // with everything healthy
 		}},
 	}
 	for _, tc := range cases {

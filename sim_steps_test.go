@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -35,38 +36,132 @@ func (s *sim) setup() {
 		panic("initial config write failed: " + outcome(resp, err))
 	}
 	s.model.operator = ""
+	s.noteStored()
+	s.skewAtStart()
 }
 
 func (s *sim) runStep() {
 	switch w := s.rng.Intn(100); {
-	case w < 18:
+	case w < 16:
 		s.tokenRead()
-	case w < 22:
+	case w < 19:
 		s.configRead()
-	case w < 30:
+	case w < 26:
 		s.configWrite(s.rng.Intn(4) == 0)
-	case w < 39:
+	case w < 35:
 		s.rotateRoot()
-	case w < 56:
+	case w < 50:
 		s.tick(0.2)
-	case w < 70:
+	case w < 62:
 		s.jump()
-	case w < 73:
+	case w < 65:
 		s.restart()
-	case w < 76:
+	case w < 68:
 		s.stepDown("step")
-	case w < 86:
+	case w < 75:
 		s.storageFaults()
-	case w < 91:
+	case w < 78:
+		s.storageOutage()
+	case w < 82:
 		s.inabitFaults()
-	case w < 93:
+	case w < 84:
 		s.model.mu.Lock()
 		s.model.loginLife = simLifetimes[s.rng.Intn(len(simLifetimes))]
 		s.logf("inabit now issues login tokens living %s", s.model.loginLife)
 		s.model.mu.Unlock()
+	case w < 88:
+		s.clockStep()
+	case w < 91:
+		s.invalidate()
+	case w < 93:
+		s.revoke()
+	case w < 95:
+		s.calm()
 	default:
 		s.operator()
 	}
+}
+
+// skewAtStart picks the nodes' wall-clock errors once the mount is set up (the first config write
+// must pass the token's iat/exp checks): most are small, some beyond refresh_grace_period + 5 min.
+func (s *sim) skewAtStart() {
+	for slot := range s.skews {
+		var d time.Duration
+		switch r := s.rng.Intn(10); {
+		case r < 3:
+		case r < 5:
+			d = time.Duration(1+s.rng.Intn(120)) * time.Second
+		case r < 7:
+			d = time.Duration(1+s.rng.Intn(30)) * time.Minute
+		default:
+			d = s.grace() + 5*time.Minute + time.Duration(1+s.rng.Intn(120))*time.Minute
+		}
+		if s.rng.Intn(2) == 0 {
+			d = -d
+		}
+		s.setSkew(slot, d)
+	}
+	s.logf("node clocks: %s", s.skewList())
+}
+
+func (s *sim) skewList() string {
+	var parts []string
+	for slot := range s.skews {
+		parts = append(parts, fmt.Sprintf("node %d %+v", slot, s.skew(slot)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// clockStep steps one node's wall clock forwards or backwards, seconds to days, or lets NTP set
+// it right (itself a step).
+func (s *sim) clockStep() {
+	slot := s.rng.Intn(len(s.slots))
+	if s.rng.Intn(4) == 0 {
+		s.setSkew(slot, 0)
+		s.logf("node %d's wall clock set right (now %s)", slot, s.skewList())
+		return
+	}
+	var d time.Duration
+	switch r := s.rng.Intn(10); {
+	case r < 3:
+		d = time.Duration(1+s.rng.Intn(59)) * time.Second
+	case r < 6:
+		d = time.Duration(1+s.rng.Intn(59)) * time.Minute
+	case r < 9:
+		d = time.Duration(1+s.rng.Intn(23)) * time.Hour
+	default:
+		d = time.Duration(1+s.rng.Intn(5)) * 24 * time.Hour
+	}
+	if s.rng.Intn(2) == 0 {
+		d = -d
+	}
+	s.setSkew(slot, s.skew(slot)+d)
+	s.logf("node %d's wall clock steps %+v (now %s)", slot, d, s.skewList())
+}
+
+// invalidate is Vault invalidating config on any node, the active one included (a replicated
+// write, a mount reload).
+func (s *sim) invalidate() {
+	slot := s.rng.Intn(len(s.slots))
+	s.slots[slot].b.InvalidateKey(context.Background(), "config")
+	s.logf("config invalidated on node %d (active %v)", slot, slot == s.active)
+}
+
+// revoke is inabit support killing the live login token outside Vault.
+func (s *sim) revoke() {
+	tok := s.model.revoke()
+	s.logf("inabit support revokes the live login token %s", s.model.name(tok))
+}
+
+// storageOutage makes every Put fail for many minutes while the active node stays active.
+func (s *sim) storageOutage() {
+	d := time.Duration(5+s.rng.Intn(120)) * time.Minute
+	s.beginOutage(d)
+	s.logf("storage outage: every Put fails for %s (until %s)", d, s.clock.now().Add(d).Format("01-02 15:04:05"))
+}
+
+func (s *sim) beginOutage(d time.Duration) {
+	s.store.addFault(&storageFault{verb: "Put", lasting: true, until: s.clock.now().Add(d)})
 }
 
 // armHooks makes something happen in the middle of the next request, with probability p: the
@@ -78,15 +173,22 @@ func (s *sim) armHooks(p float64, cancel context.CancelFunc) string {
 	}
 	var fn func()
 	what := ""
-	switch a := s.rng.Intn(10); {
+	switch a := s.rng.Intn(13); {
 	case a < 6:
 		what, fn = "caller hangs up", cancel
 	case a < 7:
 		what, fn = "step-down", func() { s.stepDown("mid-request") }
 	case a < 8:
 		what, fn = "plugin restart and new instance works", func() { s.restartActive(); s.nested() }
-	default:
+	case a < 10:
 		what, fn = "step-down and new active works", func() { s.stepDown("mid-request"); s.nested() }
+	case a < 11 && *simZombie:
+		what, fn = "deposed, not yet noticed; new active works", func() { s.stepDownLate(); s.nested() }
+	case a < 11:
+		what, fn = "step-down and new active works", func() { s.stepDown("mid-request"); s.nested() }
+	default:
+		d := time.Duration(5+s.rng.Intn(120)) * time.Minute
+		what, fn = fmt.Sprintf("storage outage begins (every Put fails for %s)", d), func() { s.beginOutage(d) }
 	}
 	hook := func() { s.st.hooks++; s.logf("  >> %s", what); fn() }
 	if s.rng.Intn(2) == 0 {
@@ -116,8 +218,10 @@ func (s *sim) tokenRead() {
 	inst := s.slots[s.rng.Intn(len(s.slots))]
 	ctx, cancel := s.clock.withDeadline(60 * time.Second)
 	defer cancel()
+	before := s.readWorldNow()
 	resp, err := s.request(inst, "token-read", ctx, logical.ReadOperation, "token", nil)
 	s.logf("token read on node %d -> %s", inst.slot, outcome(resp, err))
+	s.checkRead(inst, before, resp, err)
 }
 
 func (s *sim) configRead() {
@@ -230,6 +334,18 @@ func (s *sim) stepDown(why string) {
 	s.slots[next] = s.newInstance(next)
 	s.active = next
 	s.logf("step-down (%s): node %d -> node %d", why, old, next)
+}
+
+// stepDownLate moves the active role while the old active's request runs on, still writing.
+func (s *sim) stepDownLate() {
+	old := s.active
+	s.killLate(s.slots[old])
+	s.slots[old] = s.newInstance(old)
+	next := (old + 1 + s.rng.Intn(len(s.slots)-1)) % len(s.slots)
+	s.kill(s.slots[next], true)
+	s.slots[next] = s.newInstance(next)
+	s.active = next
+	s.logf("step-down (not yet noticed by the old active): node %d -> node %d", old, next)
 }
 
 func (s *sim) storageFaults() {

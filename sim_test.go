@@ -25,10 +25,14 @@ import (
 var (
 	simSeedFlag  = flag.Int64("seed", 0, "replay this one simulation seed")
 	simSeedsFlag = flag.Int("sim.seeds", 500, "seeds TestSimulation runs")
-	simStepsFlag = flag.Int("sim.steps", 35, "steps per simulation seed")
+	simStepsFlag = flag.Int("sim.steps", 60, "steps per simulation seed")
 	simVerbose   = flag.Bool("sim.v", false, "print the plugin logs of a failing seed")
 	simList      = flag.Bool("sim.list", false, "list every failing seed with its violation")
-	simIgnore    = flag.String("sim.ignore", "", "comma-separated invariants to count but not fail on (to look past a known bug)")
+	// A deposed active node that keeps writing until it notices (an HA lock lost to a node whose
+	// storage still takes its writes) breaks the protocol's one-writer assumption: see the
+	// report of the simulation's findings. Off by default.
+	simZombie = flag.Bool("sim.zombie", false, "let a deposed active node keep writing until its request ends")
+	simIgnore = flag.String("sim.ignore", "", "comma-separated invariants to count but not fail on (to look past a known bug)")
 )
 
 type simResult struct {
@@ -72,9 +76,14 @@ func runSim(seed int64, steps int) (res simResult) {
 	for s.step = 1; s.step <= steps && s.fail == nil; s.step++ {
 		s.st.steps++
 		s.runStep()
+		s.deliverLagged(false)
 		if s.fail == nil {
 			s.check()
 		}
+	}
+	if s.fail == nil {
+		s.st.steps++
+		s.calm() // (h): whatever the run left, the mount settles once the world is healthy
 	}
 	s.step--
 	return
@@ -96,6 +105,7 @@ func runSeeds(seeds []int64, steps int) (fails []simResult, total simCounters) {
 		total.storageFaults += r.st.storageFaults
 		total.inabitFaults += r.st.inabitFaults
 		total.hooks += r.st.hooks
+		total.waived += r.st.waived
 		if r.fail != nil {
 			fails = append(fails, r)
 		}
@@ -131,8 +141,8 @@ func TestSimulation(t *testing.T) {
 		}
 	}
 	fails, total := runSeeds(seeds, *simStepsFlag)
-	t.Logf("%d seeds, %d steps, %d rotations, %d LOST, %d outcome unknown, %d storage and %d inabit faults, %d mid-request interruptions",
-		len(seeds), total.steps, total.rotations, total.lost, total.unknown, total.storageFaults, total.inabitFaults, total.hooks)
+	t.Logf("%d seeds, %d steps, %d rotations, %d LOST, %d outcome unknown, %d storage and %d inabit faults, %d mid-request interruptions, %d calm phases waived (wall clock past the token's life)",
+		len(seeds), total.steps, total.rotations, total.lost, total.unknown, total.storageFaults, total.inabitFaults, total.hooks, total.waived)
 	if *simList {
 		for _, f := range fails {
 			t.Logf("seed %d step %d (%s): %s", f.seed, f.fail.step, f.fail.inv, f.fail.msg)
@@ -157,9 +167,9 @@ func TestSimulationSoak(t *testing.T) {
 	}
 	start := time.Now()
 	fails, total := runSeeds(seeds, *simStepsFlag)
-	fmt.Printf("soak: %d seeds, %d steps in %s\n  rotations %d, LOST %d, outcome unknown %d\n  faults injected: storage %d, inabit %d, mid-request interruptions %d\n  seeds violating an invariant: %d\n%s",
+	fmt.Printf("soak: %d seeds, %d steps in %s\n  rotations %d, LOST %d, outcome unknown %d\n  faults injected: storage %d, inabit %d, mid-request interruptions %d\n  calm phases waived (wall clock past the token's life) %d\n  seeds violating an invariant: %d\n%s",
 		n, total.steps, time.Since(start).Round(time.Second), total.rotations, total.lost, total.unknown,
-		total.storageFaults, total.inabitFaults, total.hooks, len(fails), summarize(fails))
+		total.storageFaults, total.inabitFaults, total.hooks, total.waived, len(fails), summarize(fails))
 	if len(fails) > 0 {
 		t.Errorf("first failure:\n%s", fails[0].report())
 	}

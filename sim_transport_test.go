@@ -17,6 +17,7 @@ import (
 type simTransport struct {
 	m      *simInabit
 	instID int
+	inst   *simInstance
 }
 
 type simTimeout struct{}
@@ -48,12 +49,24 @@ func simResponse(status int, body string) *http.Response {
 		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body))}
 }
 
-func gqlData(field, tok string, partial bool) string {
+// gqlData is an answer carrying tok in data.<field>, in one of the shapes that deliver it.
+func gqlData(field, tok string, shape simFault) string {
+	if shape == fTrailingNewline {
+		tok += "\n" // inside the JSON string: the token's text ends with a newline
+	}
 	out := map[string]interface{}{"data": map[string]string{field: tok}}
-	if partial {
+	switch shape {
+	case fPartial:
 		out["errors"] = []map[string]interface{}{{"message": "field " + field + " is deprecated", "extensions": map[string]string{"code": "DEPRECATED"}}}
+	case fErrorsObject:
+		out["errors"] = map[string]interface{}{"message": "field " + field + " is deprecated", "extensions": map[string]string{"code": "DEPRECATED"}}
+	case fErrorsNonString:
+		out["errors"] = []map[string]interface{}{{"message": map[string]int{"code": 7}, "extensions": map[string]int{"code": 42}}}
 	}
 	b, _ := json.Marshal(out)
+	if shape == fBOM {
+		return "\xEF\xBB\xBF" + string(b)
+	}
 	return string(b)
 }
 
@@ -160,7 +173,7 @@ func (t *simTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if cancelled {
 		what += " (caller's context done)"
 	}
-	if fault != fNone && fault != fPartial {
+	if fault != fNone && !fault.delivers() {
 		if refresh && m.aliveLocked(tok) && (fault == fTimeout || fault == fDrop || fault == f5xx || fault == fGarbage) {
 			defer func() { m.note("%s: %s, %s", what, fault, m.applyNote) }()
 		} else {
@@ -184,6 +197,12 @@ func (t *simTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Header.Set("Retry-After", "120") // longer than the client waits: no real sleep
 		}
 		return r, nil
+	case f429Huge:
+		r := simResponse(429, `{"errors":[{"message":"rate limited"}]}`)
+		r.Header.Set("Retry-After", []string{"315360000", "99999999999999999999999"}[m.rng.Intn(2)])
+		return r, nil
+	case fGateway401:
+		return simResponse(401, `{"message":"Unauthorized"}`), nil
 	case fTimeout, fDrop, f5xx, fGarbage:
 		if refresh && m.aliveLocked(tok) {
 			m.applyNote = "never applied"
@@ -191,12 +210,8 @@ func (t *simTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			case 0: // applied before the answer was lost
 				m.applyNote = "applied before the answer was lost: " + m.names[m.applyLocked(tok)]
 			case 1: // applied after the client gave up
-				bound := 5 * time.Minute
-				if g := m.grace() / 2; g < bound {
-					bound = g
-				}
-				delay := time.Second + time.Duration(m.rng.Int63n(int64(bound)))
-				m.pending = append(m.pending, pendingApply{token: tok, at: m.clock.now().Add(delay)})
+				delay := time.Second + time.Duration(m.rng.Int63n(int64(lateApplyBound(m.grace()))))
+				m.pending = append(m.pending, pendingApply{token: tok, at: m.clock.now().Add(delay), sent: m.clock.now()})
 				m.applyNote = "to be applied at " + m.clock.now().Add(delay).Format("15:04:05")
 			}
 		}
@@ -215,11 +230,26 @@ func (t *simTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	// inabit's own answer.
+	if !refresh && m.aliveLocked(tok) && !m.glitched[tok] && m.glitchOK != nil && m.glitchOK() && m.rng.Intn(6) == 0 {
+		// A glitch: inabit's own UNAUTHENTICATED for a live token, once.
+		m.glitched[tok] = true
+		m.faults++
+		m.markLocked(m.rejectSeq, tok, t.instID)
+		m.note("%s: UNAUTHENTICATED although it is live (a glitch)", what)
+		return simResponse(401, gqlUnauthenticated), nil
+	}
 	if !m.aliveLocked(tok) {
+		m.markLocked(m.rejectSeq, tok, t.instID)
 		if m.rejectedTo[tok] == nil {
 			m.rejectedTo[tok] = map[int]bool{}
 		}
 		m.rejectedTo[tok][t.instID] = true
+		if m.rejectedAt[tok] == nil {
+			m.rejectedAt[tok] = map[int]time.Time{}
+		}
+		if _, ok := m.rejectedAt[tok][t.instID]; !ok {
+			m.rejectedAt[tok][t.instID] = m.clock.now()
+		}
 		m.note("%s: UNAUTHENTICATED (killed by %s)", what, m.killedBy[tok])
 		if m.rng.Intn(2) == 0 {
 			return simResponse(401, gqlUnauthenticated), nil
@@ -227,17 +257,28 @@ func (t *simTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return simResponse(200, gqlUnauthenticated), nil
 	}
 	var answer string
+	shape := ""
+	if fault != fNone {
+		shape = " (shape: " + string(fault) + ")"
+	}
 	if refresh {
 		answer = m.applyLocked(tok)
-		m.note("%s: %s answered%s", what, m.names[answer], map[bool]string{true: " (partial: data and errors[])"}[fault == fPartial])
+		m.note("%s: %s answered%s", what, m.names[answer], shape)
 		m.delivered[answer] = t.instID
-		m.deliveries = append(m.deliveries, simDelivery{token: answer, instID: t.instID, partial: fault == fPartial})
+		m.deliveries = append(m.deliveries, simDelivery{token: answer, instID: t.instID, shape: fault})
 		m.deliveredN++
 	} else {
 		answer = m.mintLocked("access", m.accessLife)
-		m.note("%s: %s answered%s", what, m.names[answer], map[bool]string{true: " (partial: data and errors[])"}[fault == fPartial])
+		m.note("%s: %s answered%s", what, m.names[answer], shape)
+		m.markLocked(m.proofSeq, tok, t.instID)
+		_, exp := simClaims(answer)
+		mint := simAccessMint{login: tok, instID: t.instID, current: true, exp: exp}
+		if m.onAccess != nil {
+			mint.current = m.onAccess(t.inst, tok)
+		}
+		m.accessMints[answer] = mint
 	}
-	return simResponse(200, gqlData(field, answer, fault == fPartial)), nil
+	return simResponse(200, gqlData(field, answer, fault)), nil
 }
 
 var _ http.RoundTripper = (*simTransport)(nil)

@@ -94,14 +94,16 @@ type storageFault struct {
 	verb, prefix string
 	n            int // > 0: transient, that many calls left
 	lasting      bool
+	until        time.Time // non-zero: a lasting fault that ends at this (true) time
 }
 
 // simStore is one Vault storage shared by every node. Each node gets a storeView; writes from a
 // stepped-down node fail, and every call with a done context fails, as over Vault's gRPC storage.
 type simStore struct {
-	mu   sync.Mutex
-	data map[string][]byte
-	seq  map[string]int // insertion order, so List (and so WAL settling) is deterministic
+	clock *vclock
+	mu    sync.Mutex
+	data  map[string][]byte
+	seq   map[string]int // insertion order, so List (and so WAL settling) is deterministic
 	// refusedAt is the refused count when a key was created: a WAL entry whose rotation could not
 	// write its status is told apart from one whose status the plugin never tried to write.
 	refusedAt map[string]int
@@ -162,7 +164,36 @@ func (s *simStore) clearFaults() {
 func (s *simStore) faultsActive() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expireLocked()
 	return len(s.faults) > 0
+}
+
+// expireLocked drops outages whose time is over.
+func (s *simStore) expireLocked() {
+	if s.clock == nil {
+		return
+	}
+	now := s.clock.now()
+	kept := s.faults[:0]
+	for _, f := range s.faults {
+		if f.until.IsZero() || now.Before(f.until) {
+			kept = append(kept, f)
+		}
+	}
+	s.faults = kept
+}
+
+// outageEnd is when the latest timed outage ends; zero if none.
+func (s *simStore) outageEnd() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var end time.Time
+	for _, f := range s.faults {
+		if f.until.After(end) {
+			end = f.until
+		}
+	}
+	return end
 }
 
 // raw reads the store directly, for invariant checks.
@@ -238,6 +269,7 @@ func (s *simStore) enter(ctx context.Context, v *storeView, verb, key string) er
 		s.note("storage %s %s by instance %d refused: not active", verb, key, v.inst.id)
 		return fmt.Errorf("%s %s: %w", verb, key, errSimStandby)
 	}
+	s.expireLocked()
 	for i, f := range s.faults {
 		if f.verb != verb || !strings.HasPrefix(key, f.prefix) {
 			continue

@@ -46,6 +46,7 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 		return nil, fmt.Errorf("listing rotation WAL entries: %w", err)
 	}
 	var pending error
+	unsettled := false // a WAL entry of the stored token was found
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, s, id)
 		if err != nil {
@@ -65,6 +66,7 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 			b.deleteWAL(ctx, s, id)
 			continue
 		}
+		unsettled = true
 		// Timed on this node's monotonic clock from when it first saw the entry: no wall-clock
 		// step here and no skew of the writer's clock can make it settle early.
 		seen := b.login.walSeenAt(id, b.mono())
@@ -85,6 +87,12 @@ func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *
 	}
 	if pending != nil {
 		return nil, pending
+	}
+	if !unsettled && !cfg.OutcomeCheckAt.IsZero() {
+		// The status says a refresh is unsettled, but no WAL entry of the stored token is left:
+		// its outcome was known and only the status write failed. Nothing can still apply it, so
+		// ask inabit now rather than say "outcome unknown" until the next rotation.
+		return b.settleWAL(ctx, s, cfg, "", &rotationWAL{StartedAt: cfg.LastRotationErrorAt})
 	}
 	return cfg, nil
 }
