@@ -70,15 +70,7 @@ func New(endpoint string, timeout time.Duration, opts ...Option) *Client {
 	}
 	base := o.transport
 	if base == nil {
-		base = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   timeout,
-			ResponseHeaderTimeout: timeout,
-			MaxIdleConnsPerHost:   4,
-			IdleConnTimeout:       90 * time.Second,
-			ForceAttemptHTTP2:     true,
-		}
+		base = networkTransport(timeout)
 	}
 	httpClient := &http.Client{
 		Timeout:   timeout,
@@ -89,6 +81,24 @@ func New(endpoint string, timeout time.Duration, opts ...Option) *Client {
 	// machinebox's Log hook prints headers and bodies, which hold tokens: it keeps its no-op
 	// default and is never assigned.
 	return &Client{gql: graphql.NewClient(endpoint, graphql.WithHTTPClient(httpClient)), http: httpClient, noRetryWait: o.noRetryWait}
+}
+
+// networkTransport is the transport to inabit. It speaks HTTP/1.1 only: Vault's environment may
+// carry GODEBUG=http2debug=2, which makes Go's HTTP/2 client print every header, the bearer login
+// token included, to stderr, which Vault logs; a handful of calls an hour gain nothing from HTTP/2.
+// HTTPS_PROXY and NO_PROXY from Vault's environment apply.
+func networkTransport(timeout time.Duration) *http.Transport {
+	var http1 http.Protocols
+	http1.SetHTTP1(true)
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   timeout,
+		ResponseHeaderTimeout: timeout,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+		Protocols:             &http1,
+	}
 }
 
 // CloseIdle releases the connections of a client the caller no longer uses.
