@@ -18,16 +18,28 @@ func (s *sim) grace() time.Duration {
 
 // dueAt is the contract's schedule: min(born + rotation_period, exp - margin).
 func dueAt(tok string, rp time.Duration) time.Time {
-	iat, exp := simClaims(tok)
-	if iat.IsZero() || exp.IsZero() {
+	iat, _ := simClaims(tok)
+	due := expiryDeadlineOf(tok, 0)
+	if iat.IsZero() || due.IsZero() {
 		return time.Time{}
 	}
-	margin := min(24*time.Hour, exp.Sub(iat)/4)
-	due := exp.Add(-margin)
 	if rp > 0 && iat.Add(rp).Before(due) {
 		due = iat.Add(rp)
 	}
 	return due
+}
+
+// expiryDeadlineOf is the contract's latest rotation time: exp minus a quarter of the token's life
+// (at most a day), but at least two ticks and one call (request_timeout rt) before exp.
+func expiryDeadlineOf(tok string, rt time.Duration) time.Time {
+	iat, exp := simClaims(tok)
+	if iat.IsZero() || exp.IsZero() {
+		return time.Time{}
+	}
+	if rt == 0 {
+		rt = 30 * time.Second
+	}
+	return exp.Add(-max(min(24*time.Hour, exp.Sub(iat)/4), 2*time.Minute+rt+2*time.Second))
 }
 
 // dueAndHealthy says why a fault-free tick now must refresh, or "" if it need not.
