@@ -112,3 +112,31 @@ func TestCalls_ReturnTokensTrimmedOfSurroundingWhitespace(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyHint_GivesTheHTMLTitleWithoutADanglingColon: a proxy's page is named by its title,
+// whatever the tags' case and wherever the page starts; a page with an empty or blank title is
+// "HTML page", not "HTML page: ".
+func TestBodyHint_GivesTheHTMLTitleWithoutADanglingColon(t *testing.T) {
+	cases := map[string]string{
+		"<html><head><title>502 Bad Gateway</title></head></html>": "HTML page: 502 Bad Gateway",
+		"<title>Bad Gateway</title>":                               "HTML page: Bad Gateway",
+		"<HTML><HEAD><TITLE>ZAP Bad Gateway</TITLE></HEAD></HTML>": "HTML page: ZAP Bad Gateway",
+		"<Html><Title>Caf\xe9 down</Title></Html>":                 "HTML page: Caf\uFFFD down", // invalid UTF-8 shown as U+FFFD
+		"<html><title></title><body>x</body></html>":               "HTML page",
+		"<html><title> \n </title></html>":                         "HTML page",
+		"oops <title></title>":                                     "HTML page",
+		"<html><body>maintenance</body></html>":                    "HTML page",
+		"<title>unclosed":                                          "HTML page",
+		"plain text":                                               "plain text",
+		"":                                                         "",
+	}
+	for body, want := range cases {
+		if got := bodyHint([]byte(body)); got != want {
+			t.Errorf("bodyHint(%q) = %q, want %q", body, got, want)
+		}
+	}
+	_, _, err := answering(502, nil, []byte("<html><title></title></html>")).RefreshLoginToken(context.Background(), "x")
+	if err == nil || err.Error() != "inabit is unavailable (HTTP 502): HTML page" {
+		t.Fatalf("err = %v, want the page named without a dangling colon", err)
+	}
+}
