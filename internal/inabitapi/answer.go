@@ -267,7 +267,10 @@ func bodyHint(body []byte) string {
 	if i := strings.Index(lower, "<title>"); i >= 0 {
 		start := i + len("<title>")
 		if j := strings.Index(lower[start:], "</title>"); j >= 0 {
-			return "HTML page: " + sanitize(s[start:start+j])
+			if title := sanitize(s[start : start+j]); title != "" {
+				return "HTML page: " + title
+			}
+			return "HTML page"
 		}
 	}
 	if looksHTML(body) {

@@ -112,3 +112,104 @@ func TestCalls_ReturnTokensTrimmedOfSurroundingWhitespace(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyHint_GivesTheHTMLTitleWithoutADanglingColon: a proxy's page is named by its title,
+// whatever the tags' case and wherever the page starts; a page with an empty or blank title is
+// "HTML page", not "HTML page: ".
+func TestBodyHint_GivesTheHTMLTitleWithoutADanglingColon(t *testing.T) {
+	cases := map[string]string{
+		"<html><head><title>502 Bad Gateway</title></head></html>": "HTML page: 502 Bad Gateway",
+		"<title>Bad Gateway</title>":                               "HTML page: Bad Gateway",
+		"<HTML><HEAD><TITLE>ZAP Bad Gateway</TITLE></HEAD></HTML>": "HTML page: ZAP Bad Gateway",
+		"<Html><Title>Caf\xe9 down</Title></Html>":                 "HTML page: Caf\uFFFD down", // invalid UTF-8 shown as U+FFFD
+		"<html><title></title><body>x</body></html>":               "HTML page",
+		"<html><title> \n </title></html>":                         "HTML page",
+		"oops <title></title>":                                     "HTML page",
+		"<html><body>maintenance</body></html>":                    "HTML page",
+		"<title>unclosed":                                          "HTML page",
+		"plain text":                                               "plain text",
+		"":                                                         "",
+	}
+	for body, want := range cases {
+		if got := bodyHint([]byte(body)); got != want {
+			t.Errorf("bodyHint(%q) = %q, want %q", body, got, want)
+		}
+	}
+	_, _, err := answering(502, nil, []byte("<html><title></title></html>")).RefreshLoginToken(context.Background(), "x")
+	if err == nil || err.Error() != "inabit is unavailable (HTTP 502): HTML page" {
+		t.Fatalf("err = %v, want the page named without a dangling colon", err)
+	}
+}
+
+// TestCalls_ReadAnAnswerOfUpToOneMiB: an answer of exactly maxResponseBytes is read; one byte
+// more is refused unread.
+func TestCalls_ReadAnAnswerOfUpToOneMiB(t *testing.T) {
+	for _, c := range bothCalls {
+		answer := `{"data":{"` + c.field + `":"tok"}}`
+		full := answer + strings.Repeat(" ", maxResponseBytes-len(answer))
+		if tok, _, err := c.do(answering(200, nil, []byte(full))); err != nil || tok != "tok" {
+			t.Errorf("%s: answer of exactly %d bytes: tok=%q err=%v", c.name, len(full), tok, err)
+		}
+		_, _, err := c.do(answering(200, nil, []byte(full+" ")))
+		var ue *Error
+		if !errors.As(err, &ue) || !errors.Is(err, ErrBadResponse) || !strings.Contains(err.Error(), "larger than 1 MiB") {
+			t.Errorf("%s: answer of %d bytes: err=%v, want it refused", c.name, len(full)+1, err)
+		}
+	}
+}
+
+// TestCalls_TakeTheTokenOnlyFromTheirOwnField: an access token is never taken for a new login
+// token, nor the other way round, whatever the status.
+func TestCalls_TakeTheTokenOnlyFromTheirOwnField(t *testing.T) {
+	other := map[string]string{fieldAccessToken: fieldRefreshLogin, fieldRefreshLogin: fieldAccessToken}
+	for _, c := range bothCalls {
+		for _, status := range []int{200, 500} {
+			body := `{"data":{"` + other[c.field] + `":"not-mine"}}`
+			if status != 200 {
+				body = `{"data":{"` + other[c.field] + `":"not-mine"},"errors":[{"message":"m"}]}`
+			}
+			tok, _, err := c.do(answering(status, nil, []byte(body)))
+			if err == nil || tok != "" {
+				t.Errorf("%s, HTTP %d %s: tok=%q err=%v; want an error and no token", c.name, status, body, tok, err)
+			}
+		}
+	}
+}
+
+// TestRefresh_ReportsEveryErrorOfAPartialAnswer: the errors that came with a new login token are
+// all handed to the caller, by message, else by code.
+func TestRefresh_ReportsEveryErrorOfAPartialAnswer(t *testing.T) {
+	cases := map[string]string{
+		`[{"message":"audit slow"},{"message":"cache cold"}]`:           "audit slow; cache cold",
+		`[{"extensions":{"code":"AUDIT_DOWN"}}]`:                        "code AUDIT_DOWN",
+		`[{"message":"  ","extensions":{"code":"AUDIT_DOWN"}}]`:         "code AUDIT_DOWN",
+		`[{"message":"audit slow","extensions":{"code":"AUDIT_DOWN"}}]`: "audit slow",
+		`[{}]`: "an error without a message",
+		`[{"message":""},{"extensions":{"code":"X"}}]`: "code X",
+	}
+	for errs, want := range cases {
+		body := `{"data":{"refreshApiUserLoginToken":"new"},"errors":` + errs + `}`
+		tok, notes, err := answering(200, nil, []byte(body)).RefreshLoginToken(context.Background(), "x")
+		if err != nil || tok != "new" || notes != want {
+			t.Errorf("errors %s: tok=%q notes=%q err=%v; want notes %q", errs, tok, notes, err, want)
+		}
+	}
+}
+
+// TestCalls_NonGraphQLAnswerAt200IsNamedWithItsHint: a 200 that is not a GraphQL answer is
+// reported with a hint of what came instead, and with no empty "()" when there is none.
+func TestCalls_NonGraphQLAnswerAt200IsNamedWithItsHint(t *testing.T) {
+	cases := map[string]string{
+		"maintenance window":                 "inabit returned a response that is not a valid answer (HTTP 200): answer is not GraphQL JSON (maintenance window)",
+		"<html><title>Sorry</title></html>":  "inabit returned a response that is not a valid answer (HTTP 200): answer is not GraphQL JSON (HTML page: Sorry)",
+		"":                                   "inabit returned a response that is not a valid answer (HTTP 200): answer is not GraphQL JSON",
+		`{"message":"not a GraphQL answer"}`: `inabit returned a response that is not a valid answer (HTTP 200): answer is not GraphQL JSON ({"message":"not a GraphQL answer"})`,
+	}
+	for body, want := range cases {
+		for _, c := range bothCalls {
+			if _, _, err := c.do(answering(200, nil, []byte(body))); err == nil || err.Error() != want {
+				t.Errorf("%s, 200 %q: err = %v, want %q", c.name, body, err, want)
+			}
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 func statusHandler(status int, contentType, body string) http.HandlerFunc {
@@ -192,6 +194,91 @@ func TestSanitize_RedactsFlattensAndBounds(t *testing.T) {
 	for in, want := range cases {
 		if got := sanitize(in); got != want {
 			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCloseIdle_OnANilClientDoesNothing: a mount without a client yet can be cleaned up.
+func TestCloseIdle_OnANilClientDoesNothing(t *testing.T) {
+	var c *Client
+	c.CloseIdle()
+	serve(t, http.NotFoundHandler(), time.Second).CloseIdle()
+}
+
+// TestNew_NetworkTransportIsBoundedByTheTimeout: without a test transport, dialing, the TLS
+// handshake and the answer's headers are each bounded by the client's timeout, idle connections
+// are closed after 90 s, the environment's proxy is used and redirects are never followed.
+func TestNew_NetworkTransportIsBoundedByTheTimeout(t *testing.T) {
+	c := New(DefaultURL, 7*time.Second)
+	defer c.CloseIdle()
+	st, ok := c.http.Transport.(*statusTransport)
+	if !ok {
+		t.Fatalf("transport %T, want the status transport", c.http.Transport)
+	}
+	tr, ok := st.base.(*http.Transport)
+	if !ok {
+		t.Fatalf("base transport %T, want *http.Transport", st.base)
+	}
+	if c.http.Timeout != 7*time.Second || tr.TLSHandshakeTimeout != 7*time.Second || tr.ResponseHeaderTimeout != 7*time.Second ||
+		tr.IdleConnTimeout != 90*time.Second || tr.Proxy == nil || tr.DialContext == nil {
+		t.Fatalf("client timeout %s, transport %+v", c.http.Timeout, tr)
+	}
+	if err := c.http.CheckRedirect(nil, nil); err != http.ErrUseLastResponse {
+		t.Fatalf("redirect policy %v, want the last response kept", err)
+	}
+}
+
+// TestRetryBackOff_WaitsAboutTwoHundredMillisecondsThenDoublesToTwoSeconds: retries of an
+// idempotent call wait 200 ms, 400 ms, 800 ms, 1.6 s, then 2 s, each ±30%; WithoutRetryWait
+// makes them immediate.
+func TestRetryBackOff_WaitsAboutTwoHundredMillisecondsThenDoublesToTwoSeconds(t *testing.T) {
+	bo := New(DefaultURL, time.Second).retryBackOff()
+	bo.Reset()
+	for i, base := range []time.Duration{200, 400, 800, 1600, 2000, 2000} {
+		base *= time.Millisecond
+		lo, hi := base*7/10, base*13/10
+		if d := bo.NextBackOff(); d < lo || d > hi {
+			t.Fatalf("wait %d = %s, want within [%s, %s]", i+1, d, lo, hi)
+		}
+	}
+	if d := New(DefaultURL, time.Second, WithoutRetryWait()).retryBackOff().NextBackOff(); d != 0 {
+		t.Fatalf("WithoutRetryWait waits %s", d)
+	}
+}
+
+// TestRetryable_OnlyOutagesAndShortRateLimitsAreRetried: a 5xx, a timeout or a 429 asking for at
+// most 5 s is tried again (a Retry-After is waited, rounded up to whole seconds); a longer
+// Retry-After goes back to the caller, and everything else is final.
+func TestRetryable_OnlyOutagesAndShortRateLimitsAreRetried(t *testing.T) {
+	cases := []struct {
+		name      string
+		err       error
+		permanent bool
+		waitFor   time.Duration // the Retry-After waited, if any
+	}{
+		{"5xx", &Error{Kind: ErrUnavailable, Status: 503}, false, 0},
+		{"429 without Retry-After", &Error{Kind: ErrRateLimited, Status: 429}, false, 0},
+		{"429, 1 s", &Error{Kind: ErrRateLimited, Status: 429, RetryAfter: time.Second}, false, time.Second},
+		{"429, 1.5 s", &Error{Kind: ErrRateLimited, Status: 429, RetryAfter: 1500 * time.Millisecond}, false, 2 * time.Second},
+		{"429, 5 s", &Error{Kind: ErrRateLimited, Status: 429, RetryAfter: 5 * time.Second}, false, 5 * time.Second},
+		{"429, 5 s and a bit", &Error{Kind: ErrRateLimited, Status: 429, RetryAfter: 5*time.Second + time.Millisecond}, true, 0},
+		{"429, an hour", &Error{Kind: ErrRateLimited, Status: 429, RetryAfter: time.Hour}, true, 0},
+		{"rejected", &Error{Kind: ErrUnauthorized, Status: 200}, true, 0},
+		{"refused", &Error{Kind: ErrRefused, Status: 403}, true, 0},
+		{"bad answer", &Error{Kind: ErrBadResponse, Status: 404}, true, 0},
+		{"untyped", errors.New("boom"), true, 0},
+	}
+	for _, tc := range cases {
+		got := retryable(tc.err)
+		var perm *backoff.PermanentError
+		var after *backoff.RetryAfterError
+		switch {
+		case errors.As(got, &perm) != tc.permanent:
+			t.Errorf("%s: %v, permanent want %v", tc.name, got, tc.permanent)
+		case tc.waitFor > 0 && (!errors.As(got, &after) || after.Duration != tc.waitFor):
+			t.Errorf("%s: %#v, want a wait of %s", tc.name, got, tc.waitFor)
+		case tc.waitFor == 0 && errors.As(got, &after):
+			t.Errorf("%s: waits %s, want none", tc.name, after.Duration)
 		}
 	}
 }

@@ -150,3 +150,37 @@ func FuzzRedactWrappedToken(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, seed int64) { checkWrappedTokenRedacted(t, seed) })
 }
+
+// TestRedact_LetterOnlyRunsFromFortyCharacters: a base64url run without a digit is redacted
+// from 40 characters (a JWT signature is 43 or more), and kept below that, like an identifier.
+func TestRedact_LetterOnlyRunsFromFortyCharacters(t *testing.T) {
+	run39, run40 := strings.Repeat("Ab", 19)+"c", strings.Repeat("Ab", 20)
+	cases := map[string]string{
+		"sig " + run39 + " end":     "sig " + run39 + " end",
+		"sig " + run40 + " end":     "sig [redacted] end",
+		"sig " + run40 + "_-x end":  "sig [redacted] end",
+		"sig " + run39 + "7 end":    "sig [redacted] end",
+		"id " + run39[:22] + "1 ok": "id " + run39[:22] + "1 ok", // 23 with a digit: too short to be a token's piece
+		"id " + run39[:23] + "1 ok": "id [redacted] ok",          // 24 with a digit is the shortest redacted run
+	}
+	for in, want := range cases {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestSanitize_KeepsTwoHundredCharacters: a detail of up to maxDetail characters is kept whole;
+// a longer one is cut there and marked.
+func TestSanitize_KeepsTwoHundredCharacters(t *testing.T) {
+	at := strings.Repeat("x ", maxDetail/2-1) + "yz"
+	if got := sanitize(at); got != at {
+		t.Errorf("a %d-character detail was changed: %q", len(at), got)
+	}
+	if got, want := sanitize(at+"!"), at+"…"; got != want {
+		t.Errorf("a %d-character detail: %q, want %q", len(at)+1, got, want)
+	}
+	if got := sanitize(" \x1b[31mred\x7f\t"); got != "[31mred" {
+		t.Errorf("control characters: %q", got)
+	}
+}

@@ -220,3 +220,49 @@ func TestRetryDelayDoublesToAnHour(t *testing.T) {
 		t.Errorf("delay after 1000 failures = %s, want the 1h cap", got)
 	}
 }
+
+// TestStatusApplyRecordsEachFailure: every failure recorded counts one more, stamps its message
+// and time (in UTC), carries the outcome's check time and Retry-After and drops earlier ones;
+// probe_before_refresh is set by an unconfirmed token and kept by later failures.
+func TestStatusApplyRecordsEachFailure(t *testing.T) {
+	paris := time.FixedZone("CET", 3600)
+	now := t0.In(paris)
+	st := Status{}
+	if !st.Apply(Outcome{Kind: Unchanged, RetryNotBefore: t0.Add(time.Minute)}, "unchanged", now) {
+		t.Fatal("Apply on a healthy status reported no change")
+	}
+	want := Status{LastRotationError: "unchanged", LastRotationErrorAt: t0, RotationFailures: 1, RetryNotBefore: t0.Add(time.Minute)}
+	if st != want || st.LastRotationErrorAt.Location() != time.UTC {
+		t.Fatalf("after Unchanged: %+v, want %+v", st, want)
+	}
+	st.Apply(Outcome{Kind: Pending, CheckAt: t0.Add(time.Hour)}, "pending", now.Add(time.Second))
+	want = Status{LastRotationError: "pending", LastRotationErrorAt: t0.Add(time.Second), RotationFailures: 2, OutcomeCheckAt: t0.Add(time.Hour)}
+	if st != want {
+		t.Fatalf("after Pending: %+v, want %+v", st, want)
+	}
+	st.Apply(Outcome{Kind: Unconfirmed}, "unconfirmed", now)
+	if !st.ProbeBeforeRefresh || st.RotationFailures != 3 || !st.OutcomeCheckAt.IsZero() || st.LoginTokenLost {
+		t.Fatalf("after Unconfirmed: %+v", st)
+	}
+	st.Apply(Outcome{Kind: Skipped}, "skipped", now)
+	if !st.ProbeBeforeRefresh || st.RotationFailures != 4 {
+		t.Fatalf("a later failure dropped probe_before_refresh: %+v", st)
+	}
+	for _, k := range []Kind{Unchanged, Pending, Skipped, Held, Dropped} {
+		st := Status{}
+		if st.Apply(Outcome{Kind: k}, "m", now); st.ProbeBeforeRefresh || st.LoginTokenLost {
+			t.Errorf("%s set probe_before_refresh or lost: %+v", k, st)
+		}
+	}
+}
+
+// TestOnlyRotatedAndSettledAreNotFailures: every other conclusion is a failure the status records.
+func TestOnlyRotatedAndSettledAreNotFailures(t *testing.T) {
+	want := map[Kind]bool{Rotated: false, Settled: false, Held: true, Dropped: true, Skipped: true,
+		Unchanged: true, Pending: true, Unconfirmed: true, Lost: true}
+	for k, failed := range want {
+		if got := (Outcome{Kind: k}).Failed(); got != failed {
+			t.Errorf("%s: failed %v, want %v", k, got, failed)
+		}
+	}
+}
