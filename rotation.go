@@ -37,10 +37,13 @@ const (
 	triggerRetrySave = "retry-save"
 	triggerSettle    = "unfinished-rotation-check"
 	triggerConfirm   = "login-token-check"
-
-	// maxRotationDuration bounds a whole rotation, whoever called it, at the longest request_timeout.
-	maxRotationDuration = 2*rotation.ProbeAttempts*(maxRequestTimeout+rotation.CallSlack) + maxRequestTimeout + rotation.CallSlack + rotation.StorageBound
 )
+
+// longestBudget is the call budget at the longest request_timeout and refresh_grace_period.
+var longestBudget = rotation.Budget{RequestTimeout: maxRequestTimeout, Grace: maxRefreshGracePeriod}
+
+// maxRotationDuration bounds a whole rotation, whoever called it.
+var maxRotationDuration = longestBudget.Rotation()
 
 // outcomeError is what a rotation returns when it did not end with a new stored token: the
 // protocol's conclusion, its operator message, and whether the status is in storage.

@@ -16,15 +16,15 @@ import (
 // Unfinished rotations. A WAL entry is written before every refresh and deleted once its outcome
 // is known. An entry may belong to this node's refresh whose answer never came, or to another
 // node that died or stepped down mid-refresh; either way inabit may still be applying that
-// refresh, so an entry is settled (by probing the old token) only once it is older than
-// refresh_grace_period, and until then no new refresh is sent.
+// refresh, so an entry is settled (by probing the old token) only once this node has known of it
+// for the settle wait (rotation.Budget.SettleAfter) on its monotonic clock, and until then no new
+// refresh is sent.
 
-const (
-	walKindRotation = "login-token-rotation"
-	// defaultWALRollbackMinAge keeps Vault's own WAL rollback away from entries the periodic tick
-	// is still waiting on (refresh_grace_period is at most 1h); it is only a backstop.
-	defaultWALRollbackMinAge = rotation.MaxRecordLatency + maxRequestTimeout + rotation.CallSlack + maxRefreshGracePeriod + maxRotationDuration + 10*time.Minute
-)
+const walKindRotation = "login-token-rotation"
+
+// defaultWALRollbackMinAge keeps Vault's own WAL rollback away from entries the periodic tick is
+// still waiting on (the longest settle wait plus a rotation); it is only a backstop.
+var defaultWALRollbackMinAge = longestBudget.SettleAfter() + longestBudget.Rotation() + 10*time.Minute
 
 // rotationWAL records that a refresh may be in flight. It holds no secret: a hash is enough to
 // tell whether the stored token moved on, and the old token itself is still in config.

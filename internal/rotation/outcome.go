@@ -117,9 +117,6 @@ type Outcome struct {
 	SeenRejected bool
 }
 
-// Failed says the outcome is a failure the status records.
-func (o Outcome) Failed() bool { return o.Kind != Rotated && o.Kind != Settled }
-
 // HTTPStatus is what rotate-root answers with.
 func (o Outcome) HTTPStatus() int {
 	switch o.Kind {

@@ -255,14 +255,3 @@ func TestStatusApplyRecordsEachFailure(t *testing.T) {
 		}
 	}
 }
-
-// TestOnlyRotatedAndSettledAreNotFailures: every other conclusion is a failure the status records.
-func TestOnlyRotatedAndSettledAreNotFailures(t *testing.T) {
-	want := map[Kind]bool{Rotated: false, Settled: false, Held: true, Dropped: true, Skipped: true,
-		Unchanged: true, Pending: true, Unconfirmed: true, Lost: true}
-	for k, failed := range want {
-		if got := (Outcome{Kind: k}).Failed(); got != failed {
-			t.Errorf("%s: failed %v, want %v", k, got, failed)
-		}
-	}
-}
