@@ -394,3 +394,25 @@ func TestProbeBeforeRefreshDoesNotLetTheTokenExpire(t *testing.T) {
 			env.mock.LoginTokenValid(storedToken(t, env)), rotationStatus(t, env))
 	}
 }
+
+// A refresh inabit answered UNAUTHENTICATED, whose old token inabit then cannot be asked about,
+// is never followed by another refresh at the expiry deadline (found by the soak, seed 1001822):
+// the refresh's rejection counts like a read's.
+func TestRefreshRejectedThenUnansweredIsNotRefreshedAgainAtTheDeadline(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{LoginTokenTTL: 2 * time.Hour})
+	env.configure(t, map[string]interface{}{"rotation_period": "1h", "request_timeout": 1})
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "no", Times: 1})
+	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Body: "down"})
+	env.clock.advance(90*time.Minute + time.Second) // past the expiry deadline (exp - 30m)
+	env.tick(t)
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("setup: %d refreshes, want 1", got)
+	}
+	for i := 0; i < 5; i++ {
+		env.clock.advance(time.Minute)
+		env.tick(t)
+	}
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("%d refreshes sent with a token inabit rejected on the refresh, want 1", got)
+	}
+}

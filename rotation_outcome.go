@@ -142,6 +142,11 @@ func (b *backend) concludeRefreshFailure(ctx context.Context, s logical.Storage,
 		return b.conclude(ctx, s, cfg, trigger, o, r.refreshErr)
 	}
 	// inabit answered with an error, so the call is over and the old token can be asked now.
+	if a == rotation.Rejected {
+		// inabit's own word on the refresh, remembered like a read's: no refresh is sent with this
+		// token again unless inabit issues an access token with it first.
+		b.login.noteRejected(cfg.LoginToken, b.mono())
+	}
 	p, _, probeErr := b.probe(ctx, client, cfg)
 	o = rotation.AfterRefreshProbe(o, p)
 	if o.Kind == rotation.Lost {
