@@ -3,6 +3,7 @@ package inabit
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -376,5 +377,49 @@ func TestInFlightStatusWriteFailureDoesNotCallInabit(t *testing.T) {
 	}
 	if env.mock.Calls(mockinabit.OpRefresh) != 0 || walCount(t, env) != 0 {
 		t.Fatal("inabit was called, or a WAL entry left, although the status could not be written")
+	}
+}
+
+// Mutation no-login-lock-during-refresh: a token read arriving while the refresh is on the wire
+// waits for it and presents the new login token; it never asks inabit with the old one, which the
+// refresh is killing (its access token would die with it, or its rejection be taken for LOST).
+func TestReadDuringRefreshWaitsAndPresentsTheNewToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	read := make(chan *logical.Response, 1)
+	readErr := make(chan error, 1)
+	calledDuring := -1
+	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
+		before := env.mock.Calls(mockinabit.OpAccessToken)
+		go func() {
+			resp, err := env.requestOK(logical.ReadOperation, "token", nil)
+			read <- resp
+			readErr <- err
+		}()
+		// Hold the refresh for a second: a reader not kept out would reach inabit meanwhile.
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) && env.mock.Calls(mockinabit.OpAccessToken) == before {
+			time.Sleep(10 * time.Millisecond)
+		}
+		calledDuring = env.mock.Calls(mockinabit.OpAccessToken) - before
+	}})
+	env.configure(t, forceFetch) // every read fetches an access token
+	old := env.mock.LoginToken()
+	if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err != nil {
+		t.Fatalf("rotate-root: %v", err)
+	}
+	if calledDuring < 0 || env.mock.LoginToken() == old {
+		t.Fatal("setup: no refresh passed the hook")
+	}
+	if calledDuring != 0 {
+		t.Fatalf("a token read reached inabit %d time(s) with the old login token while the refresh was on the wire", calledDuring)
+	}
+	var resp *logical.Response
+	select {
+	case resp = <-read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read that waited for the refresh never finished")
+	}
+	if err := <-readErr; err != nil || !env.mock.AccessTokenValid(resp.Data["access_token"].(string)) {
+		t.Fatalf("the read that waited for the refresh: %v", err)
 	}
 }
