@@ -423,3 +423,25 @@ func TestReadDuringRefreshWaitsAndPresentsTheNewToken(t *testing.T) {
 		t.Fatalf("the read that waited for the refresh: %v", err)
 	}
 }
+
+// Mutation no-save-retry: storage that refuses the rotated token's save once and then recovers
+// gets the token within the same rotation: it is stored, the rotation succeeds, and nothing is
+// left held in memory as the only copy.
+func TestRotatedTokenSaveRefusedOnceIsRetried(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
+		// The in-flight status is written; storage refuses the next config write (the new token), once.
+		env.storage.refuseNextPuts(configStorageKey, 1)
+	}})
+	env.configure(t, nil)
+	old := env.mock.LoginToken()
+	resp, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	if env.mock.LoginToken() == old {
+		t.Fatal("setup: inabit did not apply the refresh")
+	}
+	_, _, held := env.b.login.held()
+	if got := storedToken(t, env); got != env.mock.LoginToken() || held || err != nil || len(resp.Warnings) != 0 {
+		t.Fatalf("storage refused the new token's save once: stored the live token %v, held in memory %v, rotate-root %v (warnings %v)",
+			got == env.mock.LoginToken(), held, err, resp.Warnings)
+	}
+}
