@@ -393,30 +393,3 @@ func TestUnfinishedRefreshIsSettledOnlyAfterGraceOnThisNodesClock(t *testing.T) 
 		})
 	}
 }
-
-// Mutation settle-miss-noisy: an unfinished rotation whose settle cannot reach inabit (the probe
-// gets no answer) is reported once, one failure and one event, then kept quietly tick after tick
-// until inabit answers: not a new failure, error and event every minute.
-func TestSettleThatCannotReachInabitIsReportedOnce(t *testing.T) {
-	env := newTestEnv(t, mockinabit.Options{})
-	env.configure(t, map[string]interface{}{"request_timeout": 1})
-	putWAL(t, env, storedToken(t, env), env.clock.now())
-	env.tick(t) // this node first sees the entry
-	env.clock.advance(pastGrace)
-	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 503, Body: "upstream unavailable"})
-	for i := 0; i < 3; i++ {
-		env.tick(t)
-		env.clock.advance(time.Minute)
-	}
-	fails := 0
-	for _, typ := range env.eventTypes() {
-		if typ == eventRotateFail {
-			fails++
-		}
-	}
-	cfg := storedConfig(t, env)
-	if fails != 1 || cfg.RotationFailures != 1 || walCount(t, env) != 1 {
-		t.Fatalf("three ticks that could not settle: %d fail events, %d failures recorded, %d WAL entries; want 1, 1, 1 (status %q)",
-			fails, cfg.RotationFailures, walCount(t, env), cfg.LastRotationError)
-	}
-}
