@@ -41,6 +41,8 @@ type faultyStorage struct {
 	failPuts map[string]bool
 	// putsLeft lets that many more puts under a prefix succeed before they fail.
 	putsLeft map[string]int
+	// refuseNext refuses that many next puts under a prefix, then lets them succeed again.
+	refuseNext map[string]int
 }
 
 func (f *faultyStorage) failPutsTo(prefix string, fail bool) {
@@ -62,8 +64,26 @@ func (f *faultyStorage) failPutsAfter(prefix string, n int) {
 	f.putsLeft[prefix] = n
 }
 
+// refuseNextPuts refuses the next n puts under prefix and lets every later one succeed: storage
+// that fails once and recovers.
+func (f *faultyStorage) refuseNextPuts(prefix string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refuseNext == nil {
+		f.refuseNext = map[string]int{}
+	}
+	f.refuseNext[prefix] = n
+}
+
 func (f *faultyStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	f.mu.Lock()
+	for prefix, n := range f.refuseNext {
+		if n > 0 && strings.HasPrefix(e.Key, prefix) {
+			f.refuseNext[prefix] = n - 1
+			f.mu.Unlock()
+			return errInjectedStorage
+		}
+	}
 	for prefix, fail := range f.failPuts {
 		if fail && strings.HasPrefix(e.Key, prefix) {
 			if f.putsLeft[prefix] > 0 {

@@ -3,9 +3,12 @@ package inabit
 // Tests of login_state.go: what a node remembers of inabit's answers to reads.
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
@@ -54,4 +57,49 @@ func TestOneRejectionThatInabitTakesBackIsNotLost(t *testing.T) {
 		t.Fatalf("a glitch was reported: %v %q", cfg["login_token_lost"], cfg["last_rotation_error"])
 	}
 	env.readToken(t)
+}
+
+// Mutation fetch-ignores-generation: an access token whose fetch was on the wire when another
+// node changed the login token (the invalidation drops this node's config and cache) never fills
+// the cache: the next read fetches one with the new login token instead of serving the old one's.
+func TestFetchInFlightAcrossInvalidationNeverFillsTheCache(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{AccessTokenTTL: 15 * time.Minute})
+	env.configure(t, nil)
+	env.clock.advance(15 * time.Minute) // the cached access token is spent: the next read fetches
+	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultHoldAfterApply, Times: 1})
+	type result struct {
+		resp *logical.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := env.requestOK(logical.ReadOperation, "token", nil)
+		done <- result{resp, err}
+	}()
+	select {
+	case <-env.mock.Applied(): // inabit minted the access token; its answer is held
+	case <-time.After(10 * time.Second):
+		t.Fatal("setup: the read's fetch never reached inabit")
+	}
+
+	// Meanwhile another node writes a new login token, and this node is told.
+	cfg := storedConfig(t, env)
+	cfg.LoginToken = env.mock.IssueLoginToken()
+	if err := putConfig(context.Background(), env.storage, cfg); err != nil {
+		t.Fatal(err)
+	}
+	env.b.InvalidateKey(context.Background(), configStorageKey)
+	env.mock.ClearFaults() // the held answer arrives
+	first := <-done
+	if first.err != nil {
+		t.Fatalf("setup: the read across the invalidation failed: %v", first.err)
+	}
+	old := first.resp.Data["access_token"]
+
+	env.mock.ResetCalls()
+	resp := env.readToken(t)
+	if got := env.mock.Calls(mockinabit.OpAccessToken); got != 1 || resp.Data["access_token"] == old {
+		t.Fatalf("after the login token changed, a read made %d access-token calls and served the token fetched with the old login token: %v",
+			got, resp.Data["access_token"] == old)
+	}
 }

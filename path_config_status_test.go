@@ -85,3 +85,26 @@ func TestWritingTheSameWorkingTokenAgainClearsLost(t *testing.T) {
 		t.Fatal("a refused write cleared LOST")
 	}
 }
+
+// 15.7 (mutation same-token-write-unverified): the same login token written again, not LOST, is
+// verified like a new one: when inabit rejects it the write is refused, nothing is saved, and the
+// failing status it would have cleared stays.
+func TestWritingTheSameTokenAgainIsVerifiedLikeANewOne(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	cfg := storedConfig(t, env)
+	cfg.Status = rotation.Status{LastRotationError: "inabit rejected the login token once; checking again", RotationFailures: 2}
+	if err := putConfig(context.Background(), env.storage, cfg); err != nil {
+		t.Fatal(err)
+	}
+	env.b.login.dropAll()
+	env.mock.IssueLoginToken() // the stored token is dead at inabit
+	env.mock.ResetCalls()
+	_, err := env.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"login_token": cfg.LoginToken})
+	if err == nil || env.mock.Calls(mockinabit.OpAccessToken) == 0 {
+		t.Fatalf("the same token written again, dead at inabit: write error %v, verified %v", err, env.mock.Calls(mockinabit.OpAccessToken) != 0)
+	}
+	if got := storedConfig(t, env); got.RotationFailures != 2 || got.LastRotationError != cfg.LastRotationError {
+		t.Fatalf("a refused write changed the status: %d failures, %q", got.RotationFailures, got.LastRotationError)
+	}
+}

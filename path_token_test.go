@@ -1,7 +1,9 @@
 package inabit
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -389,5 +391,62 @@ func TestBackwardClockStepNeverServesAnExpiredAccessToken(t *testing.T) {
 	}
 	if resp.Secret.TTL > 15*time.Minute {
 		t.Fatalf("lease TTL %s outlives a 15-minute token", resp.Secret.TTL)
+	}
+}
+
+// accessHookTransport runs onAccess before every access-token call it forwards.
+type accessHookTransport struct {
+	base     http.RoundTripper
+	onAccess func()
+}
+
+func (h *accessHookTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if !bytes.Contains(body, []byte("refreshApiUserLoginToken")) {
+		h.onAccess()
+	}
+	return h.base.RoundTrip(r)
+}
+
+// Mutation reread-unbounded: a read that inabit answers UNAUTHENTICATED re-reads storage and
+// tries the stored token once, not again and again while storage keeps moving: one read makes at
+// most two access-token calls.
+func TestReadRetriesWithTheStoredTokenOnlyOnce(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	var mu sync.Mutex
+	moves := 0
+	env.b.newAPI = apiOver(&accessHookTransport{base: http.DefaultTransport, onAccess: func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if moves == 0 || moves > 5 {
+			return // the config write's verification, or enough
+		}
+		// Every call finds storage holding yet another token (bounded here, so a mutant ends).
+		moves++
+		cfg, err := readConfig(context.Background(), env.storage)
+		if err != nil || cfg == nil {
+			t.Errorf("reading storage: %v", err)
+			return
+		}
+		cfg.LoginToken = env.mock.IssueLoginToken()
+		if err := putConfig(context.Background(), env.storage, cfg); err != nil {
+			t.Errorf("writing storage: %v", err)
+		}
+	}})
+	env.configure(t, forceFetch)
+	mu.Lock()
+	moves = 1
+	mu.Unlock()
+	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultGraphQLError, Code: "UNAUTHENTICATED", Message: "Unauthorized"})
+	env.mock.ResetCalls()
+	if err := env.readTokenErr(); err == nil {
+		t.Fatal("setup: a read inabit rejects every time succeeded")
+	}
+	if got := env.mock.Calls(mockinabit.OpAccessToken); got != 2 {
+		t.Fatalf("one read made %d access-token calls, want 2 (the cached token, then the stored one once)", got)
 	}
 }

@@ -432,3 +432,31 @@ func TestLostThatStorageRefusedIsRecordedByATickOnceStorageWorks(t *testing.T) {
 		t.Fatalf("LOST not recorded in storage once it worked: %q", st.LastRotationError)
 	}
 }
+
+// Mutation status-write-not-retried: storage that refuses a rotation's status write once and then
+// recovers still ends up holding the status the rotation concluded, not the in-flight mark that
+// says "outcome unknown" (which holds every refresh back until it is settled).
+func TestStatusWriteRefusedOnceIsRetried(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
+		// The in-flight status is written; storage refuses the next config write, once.
+		env.storage.refuseNextPuts(configStorageKey, 1)
+	}})
+	env.configure(t, nil)
+	env.mock.InjectFault(mockinabit.OpRefresh, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "60",
+		ContentType: "application/json", Body: `{"errors":[{"message":"too many refreshes"}]}`, Times: 1})
+	if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err == nil {
+		t.Fatal("setup: rotate-root succeeded")
+	}
+	env.storage.mu.Lock()
+	refused := env.storage.refuseNext[configStorageKey] == 0
+	env.storage.mu.Unlock()
+	if !refused {
+		t.Fatal("setup: storage never refused the status write")
+	}
+	cfg := storedConfig(t, env)
+	if cfg.RotationFailures != 1 || strings.Contains(cfg.LastRotationError, "outcome unknown") ||
+		!strings.Contains(cfg.LastRotationError, "rate-limited") {
+		t.Fatalf("storage refused the status write once; stored status: %d failures, %q", cfg.RotationFailures, cfg.LastRotationError)
+	}
+}

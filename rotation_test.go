@@ -3,6 +3,7 @@ package inabit
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -402,5 +403,71 @@ func TestInFlightStatusLeftWithoutWALEntryIsSettledByTheNextTick(t *testing.T) {
 	}
 	if env.mock.Calls(mockinabit.OpRefresh) != 1 {
 		t.Fatal("the tick sent a refresh")
+	}
+}
+
+// Mutation no-login-lock-during-refresh: a token read arriving while the refresh is on the wire
+// waits for it and presents the new login token; it never asks inabit with the old one, which the
+// refresh is killing (its access token would die with it, or its rejection be taken for LOST).
+func TestReadDuringRefreshWaitsAndPresentsTheNewToken(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	read := make(chan *logical.Response, 1)
+	readErr := make(chan error, 1)
+	calledDuring := -1
+	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
+		before := env.mock.Calls(mockinabit.OpAccessToken)
+		go func() {
+			resp, err := env.requestOK(logical.ReadOperation, "token", nil)
+			read <- resp
+			readErr <- err
+		}()
+		// Hold the refresh for a second: a reader not kept out would reach inabit meanwhile.
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) && env.mock.Calls(mockinabit.OpAccessToken) == before {
+			time.Sleep(10 * time.Millisecond)
+		}
+		calledDuring = env.mock.Calls(mockinabit.OpAccessToken) - before
+	}})
+	env.configure(t, forceFetch) // every read fetches an access token
+	old := env.mock.LoginToken()
+	if _, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil); err != nil {
+		t.Fatalf("rotate-root: %v", err)
+	}
+	if calledDuring < 0 || env.mock.LoginToken() == old {
+		t.Fatal("setup: no refresh passed the hook")
+	}
+	if calledDuring != 0 {
+		t.Fatalf("a token read reached inabit %d time(s) with the old login token while the refresh was on the wire", calledDuring)
+	}
+	var resp *logical.Response
+	select {
+	case resp = <-read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read that waited for the refresh never finished")
+	}
+	if err := <-readErr; err != nil || !env.mock.AccessTokenValid(resp.Data["access_token"].(string)) {
+		t.Fatalf("the read that waited for the refresh: %v", err)
+	}
+}
+
+// Mutation no-save-retry: storage that refuses the rotated token's save once and then recovers
+// gets the token within the same rotation: it is stored, the rotation succeeds, and nothing is
+// left held in memory as the only copy.
+func TestRotatedTokenSaveRefusedOnceIsRetried(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
+		// The in-flight status is written; storage refuses the next config write (the new token), once.
+		env.storage.refuseNextPuts(configStorageKey, 1)
+	}})
+	env.configure(t, nil)
+	old := env.mock.LoginToken()
+	resp, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+	if env.mock.LoginToken() == old {
+		t.Fatal("setup: inabit did not apply the refresh")
+	}
+	_, _, held := env.b.login.held()
+	if got := storedToken(t, env); got != env.mock.LoginToken() || held || err != nil || len(resp.Warnings) != 0 {
+		t.Fatalf("storage refused the new token's save once: stored the live token %v, held in memory %v, rotate-root %v (warnings %v)",
+			got == env.mock.LoginToken(), held, err, resp.Warnings)
 	}
 }
