@@ -15,8 +15,9 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 name=vault-plugin-secrets-inabit
+platforms="linux/amd64 linux/arm64 linux/arm darwin/amd64 darwin/arm64"
 # RELEASE_PLATFORMS narrows the build (release-check's quick run builds linux/amd64 only).
-platforms=${RELEASE_PLATFORMS:-"linux/amd64 linux/arm64 linux/arm darwin/amd64 darwin/arm64"}
+platforms=${RELEASE_PLATFORMS:-$platforms}
 
 say() { printf '\033[1mrelease:\033[0m %s\n' "$*"; }
 die() { printf 'release: %s\n' "$*" >&2; exit 1; }
