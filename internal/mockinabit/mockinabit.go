@@ -108,6 +108,10 @@ type Fault struct {
 	Delay       time.Duration
 	Size        int
 	Times       int
+
+	// released is the ClearFaults channel current when the fault was taken: a ClearFaults that
+	// comes any time after the call arrived releases it, however late the handler waits.
+	released <-chan struct{}
 }
 
 // Options configure token lifetimes; zero values take inabit's: 30 days and 15 minutes.
@@ -359,12 +363,6 @@ func (s *Server) leaveFault() {
 	}
 }
 
-func (s *Server) releaseChan() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.release
-}
-
 func (s *Server) takeFault(op Op) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -381,6 +379,7 @@ func (s *Server) takeFault(op Op) *Fault {
 		}
 	}
 	cp := *f
+	cp.released = s.release
 	s.enterFaultLocked()
 	return &cp
 }
@@ -458,7 +457,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, gql http.Han
 		case <-r.Context().Done():
 			return
 		case <-after:
-		case <-s.releaseChan():
+		case <-f.released:
 		}
 		dropConnection(w)
 	case FaultPartial:
@@ -494,7 +493,6 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, gql http.Han
 			dropConnection(w)
 			return
 		}
-		release := s.releaseChan()
 		wait := f.Delay
 		if wait <= 0 {
 			wait = time.Hour
@@ -503,7 +501,7 @@ func (s *Server) serveFault(w http.ResponseWriter, r *http.Request, gql http.Han
 		defer timer.Stop()
 		select {
 		case <-timer.C:
-		case <-release:
+		case <-f.released:
 		case <-r.Context().Done():
 			return
 		}

@@ -342,3 +342,26 @@ func lifetime(t *testing.T, tok string) time.Duration {
 	}
 	return c.ExpiresAt.Sub(c.IssuedAt.Time)
 }
+
+// A held answer is released by a ClearFaults that comes right after the Applied signal: the
+// release belongs to the fault that was taken, not to whatever channel is current when the
+// handler gets round to waiting (a plugin test once waited out a 30 s client timeout on this).
+func TestClearFaultsRightAfterAppliedReleasesTheHeldAnswer(t *testing.T) {
+	m, srv := NewHTTPTest(Options{})
+	defer srv.Close()
+	for i := 0; i < 200; i++ {
+		m.InjectFault(OpAccessToken, Fault{Kind: FaultHoldAfterApply, Times: 1})
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _, err := postCtx(ctx, srv.URL, m.LoginToken(), "query { getApiUserAccessToken }")
+			done <- err
+		}()
+		<-m.Applied()
+		m.ClearFaults()
+		if err := <-done; err != nil {
+			t.Fatalf("round %d: the held answer was not released by ClearFaults: %v", i, err)
+		}
+	}
+}
