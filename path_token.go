@@ -289,7 +289,7 @@ func (b *backend) fetchAccessToken(gen uint64, fallback *inabitConfig) (*accessT
 		if a, _ := answerOf(err); a == rotation.Rejected {
 			b.login.noteRejected(cfg.LoginToken, b.mono())
 		}
-		b.logger.Warn("fetching an inabit access token failed", "error", err)
+		b.logger.Warn("fetching an inabit access token failed", "error", err, "answer_said", inabitSaid(err))
 		return nil, err
 	}
 	b.login.noteAlive(cfg.LoginToken)

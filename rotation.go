@@ -240,6 +240,9 @@ func (b *backend) sendRefresh(ctx context.Context, client inabitAPI, cfg *inabit
 	if err == nil && answerErrors != "" {
 		b.logger.Warn("inabit's answer to the refresh carried the new login token and GraphQL errors; keeping the token", "errors", answerErrors)
 	}
+	if said := inabitSaid(err); said != "" {
+		b.logger.Warn("inabit's answer to the refresh was not the new login token", "error", err, "answer_said", said)
+	}
 	// Surrounding whitespace is never part of a JWT, and sent back it would make every later
 	// Authorization header invalid.
 	return strings.TrimSpace(newToken), err

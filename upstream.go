@@ -2,6 +2,7 @@ package inabit
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
@@ -18,3 +19,14 @@ const defaultURL = inabitapi.DefaultURL
 
 // newInabitAPI is the production newAPI: the real client over the network.
 func newInabitAPI(url string, timeout time.Duration) inabitAPI { return inabitapi.New(url, timeout) }
+
+// inabitSaid is what the answer to a failed call said (an HTML title, a GraphQL message),
+// sanitised and redacted, for the operator's log only: an error returned to a caller never
+// carries it, since whoever can write config can point url at an internal service.
+func inabitSaid(err error) string {
+	var ue *inabitapi.Error
+	if errors.As(err, &ue) {
+		return ue.Said
+	}
+	return ""
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -37,6 +39,9 @@ func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	field, _ := req.Context().Value(fieldKey{}).(string)
 	ans, isGraphQL := parseGraphQL(body)
+	if note, ok := req.Context().Value(noteKey{}).(*answerNote); ok && len(ans.Errors) > 0 {
+		note.errors = sanitize(errorText(ans.Errors))
+	}
 	if tok, ok := ans.token(field); isGraphQL && ok {
 		// An answer that carries the token is kept whatever its status or errors say: for a
 		// refresh, inabit has already killed the old token. query() reports the errors.
@@ -51,6 +56,12 @@ func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // fieldKey carries, in a request's context, the data field that holds the call's token.
 type fieldKey struct{}
 
+// noteKey carries, in a request's context, an *answerNote for what the answer's GraphQL errors
+// said: the operator's log may show it, an error's text may not.
+type noteKey struct{}
+
+type answerNote struct{ errors string }
+
 // withBody replaces res's (consumed) body with body.
 func withBody(res *http.Response, body []byte) *http.Response {
 	res.Body = io.NopCloser(bytes.NewReader(body))
@@ -60,7 +71,7 @@ func withBody(res *http.Response, body []byte) *http.Response {
 }
 
 // canonicalBody is a GraphQL answer machinebox always decodes: data an object or null, and at
-// most one error whose message joins every error's text. machinebox is then only the sender;
+// most one error whose message sums up the errors by code (errorsSummary), never by message. machinebox is then only the sender;
 // what the answer means was decided here, by a parser that tolerates what inabit or a gateway
 // may send (a malformed errors member, a byte-order mark), and only the first error would
 // otherwise reach the caller.
@@ -73,7 +84,7 @@ func canonicalBody(data map[string]json.RawMessage, errs []graphQLError) []byte 
 		Errors []message                  `json:"errors,omitempty"`
 	}{Data: data}
 	if len(errs) > 0 {
-		out.Errors = []message{{Message: errorText(errs)}}
+		out.Errors = []message{{Message: errorsSummary(errs)}}
 	}
 	b, err := json.Marshal(out)
 	if err != nil { // data holds only values json.Unmarshal accepted; cannot happen
@@ -87,8 +98,8 @@ func jsonString(s string) json.RawMessage {
 	return b
 }
 
-// errorText joins the errors' messages (or codes) for a log line; it is redacted by whoever
-// shows it.
+// errorText joins the errors' messages (or codes) for the operator's log (answerNote), to be
+// sanitised before it is kept.
 func errorText(errs []graphQLError) string {
 	parts := make([]string, 0, len(errs))
 	for _, e := range errs {
@@ -223,43 +234,103 @@ func (a graphQLAnswer) token(field string) (string, bool) {
 }
 
 // statusError classifies an answer that does not carry the call's token; nil means a GraphQL
-// answer at 2xx, which query() reads.
+// answer at 2xx, which query() reads. Detail says only what kind of answer it was; what it said
+// goes to Said, for the operator's log.
 func statusError(res *http.Response, ans graphQLAnswer, isGraphQL bool, body []byte) *Error {
 	status := res.StatusCode
-	authKind, authMsg := ans.authError()
+	authKind, _ := ans.authError()
+	shape, said := answerShape(body, ans, isGraphQL), logHint(body)
 	switch {
 	case status == http.StatusTooManyRequests:
-		return &Error{Kind: ErrRateLimited, Status: status, RetryAfter: parseRetryAfter(res.Header.Get("Retry-After")), Sent: true, Answered: true}
+		return &Error{Kind: ErrRateLimited, Status: status, RetryAfter: parseRetryAfter(res.Header.Get("Retry-After")), Said: said, Sent: true, Answered: true}
 	case status >= 500:
 		// A gateway's 502/504 can come back while inabit is still working on the call.
-		return &Error{Kind: ErrUnavailable, Status: status, Detail: bodyHint(body), Sent: true}
+		return &Error{Kind: ErrUnavailable, Status: status, Detail: shape, Said: said, Sent: true}
 	case isGraphQL && authKind != nil:
 		// Only inabit's own GraphQL answer can say the login token is dead.
-		return &Error{Kind: authKind, Status: status, Detail: "GraphQL error: " + sanitize(authMsg), Sent: true, Answered: true}
+		return &Error{Kind: authKind, Status: status, Detail: shape, Said: said, Sent: true, Answered: true}
 	case (status == http.StatusUnauthorized || status == http.StatusForbidden) && isGraphQL:
 		// inabit's own GraphQL answer refusing the call: it is over, and proves the token alive
 		// enough to be authorised or not.
-		return &Error{Kind: ErrRefused, Status: status, Detail: bodyHint(body), Sent: true, Answered: true}
+		return &Error{Kind: ErrRefused, Status: status, Detail: shape, Said: said, Sent: true, Answered: true}
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		// Any 401/403 that is not a GraphQL answer (a gateway's {"message":"Unauthorized"}, an
 		// HTML page, plain text, nothing) is what a gateway, WAF or proxy sends: it proves nothing
 		// about the token, and inabit may still have received and applied the call.
-		return &Error{Kind: ErrRefused, Status: status, Detail: bodyHint(body), Sent: true}
+		return &Error{Kind: ErrRefused, Status: status, Detail: shape, Said: said, Sent: true}
 	case status < 200 || status > 299:
-		return &Error{Kind: ErrBadResponse, Status: status, Detail: bodyHint(body), Sent: true, Answered: isGraphQL}
+		return &Error{Kind: ErrBadResponse, Status: status, Detail: shape, Said: said, Sent: true, Answered: isGraphQL}
 	case !isGraphQL:
-		return &Error{Kind: ErrBadResponse, Status: status, Detail: "answer is not GraphQL JSON" + hintSuffix(body), Sent: true}
+		return &Error{Kind: ErrBadResponse, Status: status, Detail: shape, Said: said, Sent: true}
 	}
 	return nil
+}
+
+// answerShape says what kind of answer came back, in words that never repeat it: an error's text
+// reaches whoever wrote config, and anyone who can write config can point url at an internal
+// service. Only GraphQL error codes from a fixed list are named.
+func answerShape(body []byte, ans graphQLAnswer, isGraphQL bool) string {
+	trimmed := trimLead(body)
+	switch {
+	case len(trimmed) == 0:
+		return "an empty answer"
+	case isGraphQL && len(ans.Errors) > 0:
+		return errorsSummary(ans.Errors)
+	case isGraphQL:
+		return "a GraphQL answer without the token"
+	case looksHTML(trimmed):
+		return "an HTML page, not a GraphQL answer (a proxy, gateway or other web server answered)"
+	case json.Valid(trimmed):
+		return "JSON that is not a GraphQL answer"
+	}
+	return "text that is neither JSON nor HTML"
+}
+
+// knownCodes are the GraphQL error codes an error text may name: inabit's and the common
+// server libraries' vocabulary. Any other code is reported as unrecognised, not quoted.
+var knownCodes = map[string]bool{
+	"UNAUTHENTICATED": true, "FORBIDDEN": true, "BAD_USER_INPUT": true, "BAD_REQUEST": true,
+	"INTERNAL": true, "INTERNAL_SERVER_ERROR": true, "NOT_FOUND": true, "TOO_MANY_REQUESTS": true,
+	"GRAPHQL_PARSE_FAILED": true, "GRAPHQL_VALIDATION_FAILED": true, "PERSISTED_QUERY_NOT_FOUND": true,
+	"OPERATION_RESOLUTION_FAILURE": true, "TIMEOUT": true, "SERVICE_UNAVAILABLE": true,
+}
+
+// errorsSummary names an answer's GraphQL errors by count and code, never by message.
+func errorsSummary(errs []graphQLError) string {
+	var codes []string
+	unknown := false
+	for _, e := range errs {
+		code := strings.ToUpper(strings.TrimSpace(e.Code))
+		switch {
+		case code == "":
+		case knownCodes[code]:
+			if !slices.Contains(codes, code) {
+				codes = append(codes, code)
+			}
+		default:
+			unknown = true
+		}
+	}
+	if unknown {
+		codes = append(codes, "an unrecognised code")
+	}
+	what := "a GraphQL error"
+	if len(errs) > 1 {
+		what = strconv.Itoa(len(errs)) + " GraphQL errors"
+	}
+	if len(codes) == 0 {
+		return what + " without a code"
+	}
+	return what + " (code " + strings.Join(codes, ", ") + ")"
 }
 
 func looksHTML(body []byte) bool {
 	return strings.HasPrefix(strings.TrimSpace(string(body)), "<")
 }
 
-// bodyHint gives an operator a clue (an HTML title, a short JSON message) without echoing the
-// body wholesale.
-func bodyHint(body []byte) string {
+// logHint gives the operator's log a clue (an HTML title, a short JSON message), sanitised and
+// redacted, without echoing the body wholesale. Never in an error's text: see answerShape.
+func logHint(body []byte) string {
 	s := string(body)
 	// Lower-case ASCII only, byte for byte: strings.ToLower can change the length of invalid
 	// UTF-8 (a Latin-1 proxy page), and indexes into it would then overrun s.
@@ -287,11 +358,4 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
-}
-
-func hintSuffix(body []byte) string {
-	if h := bodyHint(body); h != "" {
-		return " (" + h + ")"
-	}
-	return ""
 }

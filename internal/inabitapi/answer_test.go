@@ -113,10 +113,10 @@ func TestCalls_ReturnTokensTrimmedOfSurroundingWhitespace(t *testing.T) {
 	}
 }
 
-// TestBodyHint_GivesTheHTMLTitleWithoutADanglingColon: a proxy's page is named by its title,
+// TestLogHint_GivesTheHTMLTitleWithoutADanglingColon: a proxy's page is named by its title,
 // whatever the tags' case and wherever the page starts; a page with an empty or blank title is
 // "HTML page", not "HTML page: ".
-func TestBodyHint_GivesTheHTMLTitleWithoutADanglingColon(t *testing.T) {
+func TestLogHint_GivesTheHTMLTitleWithoutADanglingColon(t *testing.T) {
 	cases := map[string]string{
 		"<html><head><title>502 Bad Gateway</title></head></html>": "HTML page: 502 Bad Gateway",
 		"<title>Bad Gateway</title>":                               "HTML page: Bad Gateway",
@@ -131,13 +131,14 @@ func TestBodyHint_GivesTheHTMLTitleWithoutADanglingColon(t *testing.T) {
 		"":                                                         "",
 	}
 	for body, want := range cases {
-		if got := bodyHint([]byte(body)); got != want {
-			t.Errorf("bodyHint(%q) = %q, want %q", body, got, want)
+		if got := logHint([]byte(body)); got != want {
+			t.Errorf("logHint(%q) = %q, want %q", body, got, want)
 		}
 	}
 	_, _, err := answering(502, nil, []byte("<html><title></title></html>")).RefreshLoginToken(context.Background(), "x")
-	if err == nil || err.Error() != "inabit is unavailable (HTTP 502): HTML page" {
-		t.Fatalf("err = %v, want the page named without a dangling colon", err)
+	var ue *Error
+	if !errors.As(err, &ue) || ue.Said != "HTML page" {
+		t.Fatalf("err = %v, want Said to name the page without a dangling colon", err)
 	}
 }
 
@@ -196,14 +197,14 @@ func TestRefresh_ReportsEveryErrorOfAPartialAnswer(t *testing.T) {
 	}
 }
 
-// TestCalls_NonGraphQLAnswerAt200IsNamedWithItsHint: a 200 that is not a GraphQL answer is
-// reported with a hint of what came instead, and with no empty "()" when there is none.
-func TestCalls_NonGraphQLAnswerAt200IsNamedWithItsHint(t *testing.T) {
+// TestCalls_NonGraphQLAnswerAt200IsNamedByItsKind: a 200 that is not a GraphQL answer is
+// reported by the kind of answer that came instead, never by what it said.
+func TestCalls_NonGraphQLAnswerAt200IsNamedByItsKind(t *testing.T) {
 	cases := map[string]string{
-		"maintenance window":                 "inabit returned a response that is not a valid answer (HTTP 200): answer is not GraphQL JSON (maintenance window)",
-		"<html><title>Sorry</title></html>":  "inabit returned a response that is not a valid answer (HTTP 200): answer is not GraphQL JSON (HTML page: Sorry)",
-		"":                                   "inabit returned a response that is not a valid answer (HTTP 200): answer is not GraphQL JSON",
-		`{"message":"not a GraphQL answer"}`: `inabit returned a response that is not a valid answer (HTTP 200): answer is not GraphQL JSON ({"message":"not a GraphQL answer"})`,
+		"maintenance window":                 "inabit returned a response that is not a valid answer (HTTP 200): text that is neither JSON nor HTML",
+		"<html><title>Sorry</title></html>":  "inabit returned a response that is not a valid answer (HTTP 200): an HTML page, not a GraphQL answer (a proxy, gateway or other web server answered)",
+		"":                                   "inabit returned a response that is not a valid answer (HTTP 200): an empty answer",
+		`{"message":"not a GraphQL answer"}`: `inabit returned a response that is not a valid answer (HTTP 200): JSON that is not a GraphQL answer`,
 	}
 	for body, want := range cases {
 		for _, c := range bothCalls {

@@ -70,7 +70,7 @@ func New(endpoint string, timeout time.Duration, opts ...Option) *Client {
 	}
 	base := o.transport
 	if base == nil {
-		base = networkTransport(timeout)
+		base = networkTransport(timeout, strings.HasPrefix(strings.ToLower(endpoint), "http:"))
 	}
 	httpClient := &http.Client{
 		Timeout:   timeout,
@@ -87,12 +87,15 @@ func New(endpoint string, timeout time.Duration, opts ...Option) *Client {
 // carry GODEBUG=http2debug=2, which makes Go's HTTP/2 client print every header, the bearer login
 // token included, to stderr, which Vault logs; a handful of calls an hour gain nothing from HTTP/2.
 // HTTPS_PROXY and NO_PROXY from Vault's environment apply.
-func networkTransport(timeout time.Duration) *http.Transport {
+//
+// Every address dialled passes dialControl: never link-local or metadata, and only loopback for
+// an http:// endpoint (loopbackOnly).
+func networkTransport(timeout time.Duration, loopbackOnly bool) *http.Transport {
 	var http1 http.Protocols
 	http1.SetHTTP1(true)
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, Control: dialControl(loopbackOnly)}).DialContext,
 		TLSHandshakeTimeout:   timeout,
 		ResponseHeaderTimeout: timeout,
 		MaxIdleConnsPerHost:   4,
@@ -187,13 +190,18 @@ func (c *Client) query(ctx context.Context, q, field, loginToken string) (string
 	// statusTransport reads the answer and hands machinebox a canonical one: the token alone when
 	// the answer carries it, with every error's text joined in one error. machinebox decodes data
 	// before it reports that error, so a partial answer's token is in resp even when runErr is set.
-	runErr := c.gql.Run(context.WithValue(ctx, fieldKey{}, field), req, &resp)
+	note := &answerNote{}
+	runErr := c.gql.Run(context.WithValue(context.WithValue(ctx, fieldKey{}, field), noteKey{}, note), req, &resp)
 	tok, tokErr := tokenField(resp, field)
 	if runErr != nil {
 		if tokErr == nil && strings.HasPrefix(runErr.Error(), "graphql: ") {
-			return "", &partialAnswer{token: tok, errors: sanitize(strings.TrimPrefix(runErr.Error(), "graphql: "))}
+			return "", &partialAnswer{token: tok, errors: note.errors}
 		}
-		return "", classify(ctx, runErr)
+		err := classify(ctx, runErr)
+		if ue, ok := err.(*Error); ok && ue.Said == "" {
+			ue.Said = note.errors
+		}
+		return "", err
 	}
 	return tok, tokErr
 }

@@ -30,6 +30,12 @@ func serve(t *testing.T, h http.Handler, timeout time.Duration) *Client {
 }
 
 func TestAccessToken_EveryFailureIsATypedRedactedError(t *testing.T) {
+	saidFor := map[string]string{
+		"403 WAF page": "HTML page: Access denied", "401 proxy page": "HTML page: Log in",
+		"200 forbidden": "role may not", "500": "internal", "502 html": "HTML page: 502 Bad Gateway",
+		"404": "not found", "200 unauthenticated": "Unauthorized", "200 generic graphql error": "something broke",
+		"error echoes a token": "bad token [redacted]",
+	}
 	cases := []struct {
 		name       string
 		handler    http.HandlerFunc
@@ -41,32 +47,32 @@ func TestAccessToken_EveryFailureIsATypedRedactedError(t *testing.T) {
 			io.WriteString(w, `{"data":{"getApiUserAccessToken":"tok"}}`)
 		}, nil, 0, ""},
 		{"403", statusHandler(403, "text/plain", ""), ErrRefused, 403, "refused"},
-		{"403 WAF page", statusHandler(403, "text/html", "<html><title>Access denied</title></html>"), ErrRefused, 403, "Access denied"},
-		{"401 proxy page", statusHandler(401, "text/html", "<html><title>Log in</title></html>"), ErrRefused, 401, "Log in"},
-		{"200 forbidden", statusHandler(200, "application/json", `{"errors":[{"message":"role may not","extensions":{"code":"FORBIDDEN"}}]}`), ErrRefused, 200, "role may not"},
+		{"403 WAF page", statusHandler(403, "text/html", "<html><title>Access denied</title></html>"), ErrRefused, 403, "an HTML page, not a GraphQL answer"},
+		{"401 proxy page", statusHandler(401, "text/html", "<html><title>Log in</title></html>"), ErrRefused, 401, "an HTML page, not a GraphQL answer"},
+		{"200 forbidden", statusHandler(200, "application/json", `{"errors":[{"message":"role may not","extensions":{"code":"FORBIDDEN"}}]}`), ErrRefused, 200, "a GraphQL error (code FORBIDDEN)"},
 		{"429", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "42")
 			w.WriteHeader(429)
 		}, ErrRateLimited, 429, "retry after 42s"},
-		{"500", statusHandler(500, "text/plain", "internal"), ErrUnavailable, 500, "internal"},
-		{"502 html", statusHandler(502, "text/html", "<html><head><title>502 Bad Gateway</title></head></html>"), ErrUnavailable, 502, "HTML page: 502 Bad Gateway"},
-		{"404", statusHandler(404, "text/plain", "not found"), ErrBadResponse, 404, "not found"},
-		{"200 html", statusHandler(200, "text/html", "<html>maintenance</html>"), ErrBadResponse, 200, "not GraphQL JSON"},
-		{"200 garbage", statusHandler(200, "application/json", "{{{"), ErrBadResponse, 200, "not GraphQL JSON"},
-		{"200 unauthenticated", statusHandler(200, "application/json", `{"errors":[{"message":"Unauthorized","extensions":{"code":"UNAUTHENTICATED"}}]}`), ErrUnauthorized, 200, "Unauthorized"},
-		{"200 generic graphql error", statusHandler(200, "application/json", `{"errors":[{"message":"something broke"}],"data":null}`), ErrBadResponse, 200, "GraphQL error: something broke"},
+		{"500", statusHandler(500, "text/plain", "internal"), ErrUnavailable, 500, "text that is neither JSON nor HTML"},
+		{"502 html", statusHandler(502, "text/html", "<html><head><title>502 Bad Gateway</title></head></html>"), ErrUnavailable, 502, "an HTML page"},
+		{"404", statusHandler(404, "text/plain", "not found"), ErrBadResponse, 404, "text that is neither JSON nor HTML"},
+		{"200 html", statusHandler(200, "text/html", "<html>maintenance</html>"), ErrBadResponse, 200, "an HTML page"},
+		{"200 garbage", statusHandler(200, "application/json", "{{{"), ErrBadResponse, 200, "text that is neither JSON nor HTML"},
+		{"200 unauthenticated", statusHandler(200, "application/json", `{"errors":[{"message":"Unauthorized","extensions":{"code":"UNAUTHENTICATED"}}]}`), ErrUnauthorized, 200, "a GraphQL error (code UNAUTHENTICATED)"},
+		{"200 generic graphql error", statusHandler(200, "application/json", `{"errors":[{"message":"something broke"}],"data":null}`), ErrBadResponse, 200, "a GraphQL error without a code"},
 		{"200 no data", statusHandler(200, "application/json", `{"data":{}}`), ErrBadResponse, 200, "no getApiUserAccessToken"},
 		{"200 null token", statusHandler(200, "application/json", `{"data":{"getApiUserAccessToken":null}}`), ErrBadResponse, 200, "no getApiUserAccessToken"},
 		{"200 empty token", statusHandler(200, "application/json", `{"data":{"getApiUserAccessToken":""}}`), ErrBadResponse, 200, "non-empty string"},
 		{"200 number token", statusHandler(200, "application/json", `{"data":{"getApiUserAccessToken":7}}`), ErrBadResponse, 200, "non-empty string"},
-		{"200 data not object", statusHandler(200, "application/json", `{"data":"x"}`), ErrBadResponse, 200, "not GraphQL JSON"},
+		{"200 data not object", statusHandler(200, "application/json", `{"data":"x"}`), ErrBadResponse, 200, "JSON that is not a GraphQL answer"},
 		{"oversized", func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, `{"data":{"getApiUserAccessToken":"`+strings.Repeat("a", 2<<20)+`"}}`)
 		}, ErrBadResponse, 200, "larger than 1 MiB"},
 		{"redirect not followed", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "https://elsewhere.example/graphql", http.StatusFound)
 		}, ErrBadResponse, 302, ""},
-		{"error echoes a token", statusHandler(500, "text/plain", "bad token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"), ErrUnavailable, 500, "[redacted]"},
+		{"error echoes a token", statusHandler(500, "text/plain", "bad token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"), ErrUnavailable, 500, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,8 +90,12 @@ func TestAccessToken_EveryFailureIsATypedRedactedError(t *testing.T) {
 			if ue.Status != tc.wantStatus || !strings.Contains(err.Error(), tc.wantText) {
 				t.Fatalf("got status %d %q, want %d containing %q", ue.Status, err.Error(), tc.wantStatus, tc.wantText)
 			}
-			if strings.Contains(err.Error(), "eyJhbGciOiJIUzI1NiJ9") {
+			if strings.Contains(err.Error(), "eyJhbGciOiJIUzI1NiJ9") || strings.Contains(ue.Said, "eyJhbGciOiJIUzI1NiJ9") {
 				t.Fatal("error carries a token")
+			}
+			// What the answer said reaches the operator's log (Said), redacted, never Error().
+			if want := saidFor[tc.name]; !strings.Contains(ue.Said, want) {
+				t.Fatalf("Said = %q, want it to contain %q", ue.Said, want)
 			}
 		})
 	}

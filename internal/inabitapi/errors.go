@@ -31,7 +31,12 @@ type Error struct {
 	Kind       error         // one of the Err* sentinels above
 	Status     int           // HTTP status, 0 when no response arrived
 	RetryAfter time.Duration // from a 429's Retry-After header
-	Detail     string        // sanitised, bounded detail
+	// Detail says what went wrong and what kind of answer came back, never what the answer said:
+	// Error() reaches whoever wrote config, who may have pointed url at an internal service.
+	Detail string
+	// Said is a sanitised, redacted clue from the answer itself (an HTML title, a GraphQL
+	// message) for the operator's log only. Error() never includes it.
+	Said string
 	// Sent is true when the request may have reached inabit, so a non-idempotent call may
 	// have been applied even though we got no answer.
 	Sent bool
@@ -85,7 +90,8 @@ func classify(ctx context.Context, err error) error {
 	case strings.HasPrefix(err.Error(), "graphql: "):
 		// A GraphQL error that statusTransport did not recognise as an auth failure: inabit
 		// answered, so the call is over.
-		return &Error{Kind: ErrBadResponse, Status: http.StatusOK, Detail: "GraphQL error: " + sanitize(strings.TrimPrefix(err.Error(), "graphql: ")), Sent: true, Answered: true}
+		// Its message is errorsSummary's (canonicalBody), which never quotes the answer.
+		return &Error{Kind: ErrBadResponse, Status: http.StatusOK, Detail: sanitize(strings.TrimPrefix(err.Error(), "graphql: ")), Sent: true, Answered: true}
 	default:
 		return &Error{Kind: ErrUnavailable, Detail: "connection failed: " + sanitize(err.Error()), Sent: true}
 	}
