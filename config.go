@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -12,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
@@ -316,6 +319,9 @@ func validateURL(raw string) (string, error) {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return "", fmt.Errorf("%s must not have a #fragment", fieldURL)
 	}
+	if metadataHost(u.Hostname()) {
+		return "", fmt.Errorf("%s points at a link-local or cloud-metadata address (%s); the plugin only calls inabit: use %s, or your own inabit endpoint", fieldURL, u.Hostname(), defaultURL)
+	}
 	switch strings.ToLower(u.Scheme) {
 	case "https":
 	case "http":
@@ -343,6 +349,19 @@ func origin(raw string) string {
 
 // sameOrigin says whether two urls reach the same server; a path change on it is harmless.
 func sameOrigin(a, b string) bool { return origin(a) == origin(b) }
+
+// metadataNames are the names cloud metadata services answer to; the dialer refuses their
+// addresses whatever the name, this refuses the names as written so the 400 says why.
+var metadataNames = []string{"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
+
+// metadataHost says whether a url's host is, as written, an address the plugin never calls
+// (inabitapi.ForbiddenAddress) or a metadata service's name.
+func metadataHost(host string) bool {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return inabitapi.ForbiddenAddress(a)
+	}
+	return slices.Contains(metadataNames, strings.TrimSuffix(strings.ToLower(host), "."))
+}
 
 func isLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {

@@ -152,6 +152,16 @@ func TestConfigBadInput(t *testing.T) {
 		{"fragment", map[string]interface{}{"url": "https://api.inabit.com/graphql#x"}, "url"},
 		{"url with newline", map[string]interface{}{"url": "https://api.inabit.com/\ngraphql"}, "url"},
 		{"huge url", map[string]interface{}{"url": "https://api.inabit.com/" + strings.Repeat("a", 1<<20)}, "url"},
+		{"metadata ipv4", map[string]interface{}{"url": "https://169.254.169.254/latest/meta-data", "login_token": env.mock.LoginToken()}, "url"},
+		{"metadata ipv6", map[string]interface{}{"url": "https://[fd00:ec2::254]/", "login_token": env.mock.LoginToken()}, "url"},
+		{"link-local ipv6", map[string]interface{}{"url": "https://[fe80::1]/graphql", "login_token": env.mock.LoginToken()}, "url"},
+		{"mapped metadata", map[string]interface{}{"url": "https://[::ffff:169.254.169.254]/", "login_token": env.mock.LoginToken()}, "url"},
+		{"alibaba metadata", map[string]interface{}{"url": "https://100.100.100.200/", "login_token": env.mock.LoginToken()}, "url"},
+		{"unspecified", map[string]interface{}{"url": "https://0.0.0.0/graphql", "login_token": env.mock.LoginToken()}, "url"},
+		{"gcp metadata name", map[string]interface{}{"url": "https://metadata.google.internal/computeMetadata/v1/", "login_token": env.mock.LoginToken()}, "url"},
+		{"gcp metadata name dot", map[string]interface{}{"url": "https://metadata.google.internal./", "login_token": env.mock.LoginToken()}, "url"},
+		{"http unspecified", map[string]interface{}{"url": "http://0.0.0.0:8200/graphql", "login_token": env.mock.LoginToken()}, "url"},
+		{"http link-local", map[string]interface{}{"url": "http://169.254.169.254/", "login_token": env.mock.LoginToken()}, "url"},
 		{"rotation too short", map[string]interface{}{"rotation_period": "30s"}, "rotation_period"},
 		{"rotation negative", map[string]interface{}{"rotation_period": "-1h"}, "rotation_period"},
 		{"rotation huge", map[string]interface{}{"rotation_period": "100000h"}, "rotation_period"},
@@ -180,6 +190,10 @@ func TestConfigBadInput(t *testing.T) {
 			msg := resp.Error().Error()
 			if !strings.Contains(msg, tc.wantField) {
 				t.Errorf("error %q does not name field %q", msg, tc.wantField)
+			}
+			// A url refused by policy is refused as written, before any request is sent.
+			if tc.wantField == fieldURL && !strings.HasPrefix(msg, fieldURL+" ") {
+				t.Errorf("error %q is not a refusal of the url as written", msg)
 			}
 			if strings.Contains(msg, env.mock.LoginToken()) {
 				t.Error("error echoes the login token")

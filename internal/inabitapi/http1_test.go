@@ -26,7 +26,7 @@ func http2Server(t *testing.T) *httptest.Server {
 }
 
 func trusting(t *testing.T, srv *httptest.Server) *http.Transport {
-	tr := networkTransport(5 * time.Second)
+	tr := networkTransport(5*time.Second, true)
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Certificate())
 	tr.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
