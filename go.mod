@@ -2,6 +2,8 @@ module github.com/inabit/vault-plugin-secrets-inabit
 
 go 1.26.0
 
+toolchain go1.26.8
+
 require (
 	github.com/cenkalti/backoff/v5 v5.0.3
 	github.com/golang-jwt/jwt/v5 v5.3.1

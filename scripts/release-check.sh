@@ -39,7 +39,7 @@ say "second run, with an empty GOCACHE, took $((SECONDS - start))s"
 names_a=$(cd "$work/a" && ls)
 names_b=$(cd "$work/b" && ls)
 [ "$names_a" = "$names_b" ] || die "the runs wrote different files: [$names_a] vs [$names_b]"
-[ "$(echo "$names_a" | wc -l)" -eq $((nplatforms + 1)) ] || die "expected $nplatforms zips and a SHA256SUMS, got: $names_a"
+[ "$(echo "$names_a" | wc -l)" -eq $((2 * nplatforms + 1)) ] || die "expected $nplatforms zips, $nplatforms SBOMs and a SHA256SUMS, got: $names_a"
 for f in $names_a; do
   cmp "$work/a/$f" "$work/b/$f" || die "$f differs between two runs on the same commit"
   printf '  identical  %10d  %s  %s\n' "$(wc -c <"$work/a/$f")" "$(sha256sum "$work/a/$f" | cut -d' ' -f1)" "$f"
@@ -67,4 +67,13 @@ in_flags=$( (grep -a -o -F -- "Version=$VERSION" "$bin" || true) | wc -l)
 [ "$total" -gt "$in_flags" ] ||
   die "$VERSION is not in $name: inabit.Version was not set (is the -X path right?)"
 say "$name reports $VERSION (inabit.Version, Vault's RunningVersion); CGO_ENABLED=0, -trimpath"
+
+# The SBOM lists exactly the modules linked into the binary, at the versions linked.
+sbom=$work/a/${name}_${VERSION}_linux_amd64.sbom.cdx.json
+linked=$(awk '$1 == "dep" {print $2 "@" $3}' <<<"$info" | LC_ALL=C sort)
+listed=$(cd "$root" && go run ./scripts/sbommodules "$sbom" | LC_ALL=C sort)
+[ -n "$linked" ] || die "no dependencies in the build info of $name"
+[ "$linked" = "$listed" ] ||
+  die "the SBOM does not list the modules linked into $name:"$'\n'"$(diff <(echo "$linked") <(echo "$listed"))"
+say "the SBOM lists the $(wc -l <<<"$linked") modules linked into $name, at their linked versions"
 say "OK: two runs, the second from an empty build cache, gave byte-identical artifacts for $RELEASE_PLATFORMS"

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # `make release VERSION=v0.2.0`: the release artifacts, the way HashiCorp ships plugins.
 #
-#   dist/vault-plugin-secrets-inabit_<version>_<os>_<arch>.zip   one file inside: the binary
-#   dist/vault-plugin-secrets-inabit_<version>_SHA256SUMS         sha256sum lines of the zips
+#   dist/vault-plugin-secrets-inabit_<version>_<os>_<arch>.zip            one file inside: the binary
+#   dist/vault-plugin-secrets-inabit_<version>_<os>_<arch>.sbom.cdx.json  its CycloneDX SBOM: every
+#                                                                          module linked in, with version
+#                                                                          and hash (cyclonedx-gomod)
+#   dist/vault-plugin-secrets-inabit_<version>_SHA256SUMS                 sha256sum lines of all the above
+#
+# The Go toolchain is go.mod's toolchain line: a release built with any other Go is refused, so
+# whoever reproduces it uses the same compiler (with GOTOOLCHAIN=auto, go fetches it).
 #
 # Builds are reproducible: CGO off, -trimpath, no VCS stamp, an empty build id, pinned
 # GOAMD64/GOARM/GOARM64, and zips whose one entry has a fixed name, mode and mtime (the commit
@@ -50,8 +56,22 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 rm -f "$out/${name}_${VERSION}_"*
 
+toolchain=$(awk '$1 == "toolchain" {print $2}' go.mod)
+[ -n "$toolchain" ] || die "go.mod has no toolchain line: a release names the Go that builds it"
+[ "$(go env GOVERSION)" = "$toolchain" ] ||
+  die "go.mod pins $toolchain, but this go is $(go env GOVERSION): use GOTOOLCHAIN=auto (the default) or install $toolchain"
+
 say "$VERSION from commit $commit with $(go env GOVERSION), zip mtime $mtime"
 go build -o "$work/zipdeterministic" ./scripts/zipdeterministic
+
+# cyclonedx-gomod, pinned and built with -trimpath by this Go: the SBOM names the tool by its hash,
+# so the same tool binary on every machine keeps the SBOM reproducible.
+cdx_version=v1.10.0
+cdx=$root/.tools/cyclonedx-gomod-$cdx_version-$toolchain/cyclonedx-gomod
+if [ ! -x "$cdx" ]; then
+  say "installing cyclonedx-gomod $cdx_version (the SBOMs)"
+  GOBIN=$(dirname "$cdx") GOFLAGS= CGO_ENABLED=0 go install -trimpath "github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$cdx_version"
+fi
 
 ldflags="-s -w -buildid= -X github.com/inabit/vault-plugin-secrets-inabit.Version=$VERSION"
 zips=()
@@ -66,6 +86,14 @@ for p in $platforms; do
     go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$bin" ./cmd/$name
   "$work/zipdeterministic" -in "$bin" -name "$name" -mtime "$mtime" -mode 0755 -out "$out/$zip"
   zips+=("$zip")
+  # The SBOM of exactly this build: the same GOOS/GOARCH/CGO_ENABLED select the same modules.
+  # No serial number or timestamp, so two runs give the same bytes; licenses are read from the
+  # module cache (a module without a license file is logged, not fatal).
+  sbom=${name}_${VERSION}_${os}_${arch}.sbom.cdx.json
+  env CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" GOFLAGS=-mod=readonly \
+    "$cdx" app -json -noserial -notimestamp -licenses -main "cmd/$name" -output "$out/$sbom" . 2>"$work/sbom.log" ||
+    { cat "$work/sbom.log" >&2; die "cyclonedx-gomod failed for $os/$arch"; }
+  zips+=("$sbom")
 done
 
 sums=${name}_${VERSION}_SHA256SUMS
