@@ -308,6 +308,15 @@ func (e *testEnv) readTokenErr() error {
 	return err
 }
 
+func (e *testEnv) readStatic(t testing.TB) *logical.Response {
+	t.Helper()
+	resp, err := e.request(logical.ReadOperation, "static-token", nil)
+	if err != nil || resp.IsError() {
+		t.Fatalf("static-token read: resp=%#v err=%v", resp, err)
+	}
+	return resp
+}
+
 // answerRewriter rewrites inabit's answers on their way back, as a proxy might; inabit itself
 // applied the call.
 type answerRewriter struct {
