@@ -119,7 +119,7 @@ func newNode(t testing.TB, e *testEnv, mutate func(*logical.BackendConfig)) *bac
 		t.Fatal(err)
 	}
 	b := raw.(*backend)
-	b.now, b.mono = e.clock.now, e.clock.mono
+	b.now, b.mono, b.sleep = e.clock.now, e.clock.mono, e.clock.sleep
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
 	return b
 }
