@@ -56,16 +56,16 @@ type backend struct {
 	flight singleflight.Group
 
 	// now is the wall clock (schedules, status, claims); mono is a clock that never steps, for
-	// every duration the protocol waits out. Fields so tests and the simulation can drive them;
-	// WALRollbackMinAge on framework.Backend likewise.
-	now  func() time.Time
-	mono func() time.Duration
+	// every duration the protocol waits out; sleep waits d of the time mono counts (the pause
+	// between a rotated token's save retries), or until ctx ends, then returns ctx's cause. Fields
+	// so tests and the simulation can drive them, set together; WALRollbackMinAge on
+	// framework.Backend likewise.
+	now   func() time.Time
+	mono  func() time.Duration
+	sleep func(ctx context.Context, d time.Duration) error
 	// newAPI builds the client for an endpoint: inabitapi.New in production; tests put an
-	// in-process inabit under it.
+	// in-process inabit under it (the client's own retry waits are set there).
 	newAPI func(url string, timeout time.Duration) inabitAPI
-	// noRetryWait, false in production, makes the save's retries immediate so a virtual clock is
-	// never outrun by real sleeps (the client's own are set through newAPI).
-	noRetryWait bool
 }
 
 // Factory is the plugin entry point used by cmd/ and by tests.
@@ -79,7 +79,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 func newBackend(conf *logical.BackendConfig) *backend {
 	started := time.Now()
-	b := &backend{now: time.Now, mono: func() time.Duration { return time.Since(started) }, newAPI: newInabitAPI}
+	b := &backend{now: time.Now, mono: func() time.Duration { return time.Since(started) }, sleep: sleepCtx, newAPI: newInabitAPI}
 	if conf != nil && conf.Logger != nil {
 		b.logger = conf.Logger
 	} else {
@@ -105,6 +105,22 @@ func newBackend(conf *logical.BackendConfig) *backend {
 		RunningVersion:    Version,
 	}
 	return b
+}
+
+// sleepCtx is the backend's sleep on real time: it waits d, or until ctx ends, and returns ctx's
+// cause then (at once when ctx has already ended).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // invalidate runs on standbys when another node changed storage.

@@ -144,6 +144,9 @@ func (c *testClock) advance(d time.Duration) {
 	c.offset += d
 }
 
+// sleep waits on real time, which this clock runs on.
+func (c *testClock) sleep(ctx context.Context, d time.Duration) error { return sleepCtx(ctx, d) }
+
 // step moves the wall clock alone.
 func (c *testClock) step(d time.Duration) {
 	c.mu.Lock()
@@ -173,7 +176,7 @@ func newTestEnv(t testing.TB, opts mockinabit.Options) *testEnv {
 		t.Fatal(err)
 	}
 	b := raw.(*backend)
-	b.now, b.mono = clock.now, clock.mono
+	b.now, b.mono, b.sleep = clock.now, clock.mono, clock.sleep
 	env := &testEnv{b: b, storage: storage, mock: mock, srv: srv, events: events, logs: logs, clock: clock}
 	t.Cleanup(func() {
 		b.Cleanup(context.Background())

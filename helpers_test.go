@@ -119,7 +119,7 @@ func newNode(t testing.TB, e *testEnv, mutate func(*logical.BackendConfig)) *bac
 		t.Fatal(err)
 	}
 	b := raw.(*backend)
-	b.now, b.mono = e.clock.now, e.clock.mono
+	b.now, b.mono, b.sleep = e.clock.now, e.clock.mono, e.clock.sleep
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
 	return b
 }
@@ -306,6 +306,15 @@ func (e *testEnv) readTokenErr() error {
 		err = resp.Error()
 	}
 	return err
+}
+
+func (e *testEnv) readStatic(t testing.TB) *logical.Response {
+	t.Helper()
+	resp, err := e.request(logical.ReadOperation, "static-token", nil)
+	if err != nil || resp.IsError() {
+		t.Fatalf("static-token read: resp=%#v err=%v", resp, err)
+	}
+	return resp
 }
 
 // answerRewriter rewrites inabit's answers on their way back, as a proxy might; inabit itself

@@ -248,6 +248,10 @@ func (b *backend) sendRefresh(ctx context.Context, client inabitAPI, cfg *inabit
 	return strings.TrimSpace(newToken), err
 }
 
+// saveTries is how often a rotated token's save is tried before it is held in memory; the tries
+// are about 100 ms, 200 ms and 400 ms apart (±20 %, at most 1 s), while ctx lasts.
+const saveTries = 4
+
 // installRotatedTokenLocked makes the new token the one in use and persists it. If storage keeps
 // failing it is held in memory (the only copy left) and saving is retried on every tick.
 // Callers hold b.mu and b.loginMu.
@@ -260,15 +264,18 @@ func (b *backend) installRotatedTokenLocked(ctx context.Context, s logical.Stora
 	cfg.clearRotationStatus()
 	b.login.use(cfg, nil)
 
-	var retry backoff.BackOff = &backoff.ExponentialBackOff{
+	// Not backoff.Retry: it waits on a timer of its own; these waits are on the backend's clock.
+	wait := &backoff.ExponentialBackOff{
 		InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: time.Second,
 	}
-	if b.noRetryWait {
-		retry = &backoff.ZeroBackOff{}
+	wait.Reset()
+	err := putConfig(ctx, s, cfg)
+	for try := 1; err != nil && try < saveTries; try++ {
+		if err = b.sleep(ctx, wait.NextBackOff()); err != nil {
+			break // ctx ended: its cause is the error
+		}
+		err = putConfig(ctx, s, cfg)
 	}
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		return struct{}{}, putConfig(ctx, s, cfg)
-	}, backoff.WithBackOff(retry), backoff.WithMaxTries(4))
 	if err == nil {
 		return cfg, nil
 	}

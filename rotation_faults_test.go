@@ -1,10 +1,12 @@
 package inabit
 
 // Tests of rotation.go under faults around the refresh: a caller or a tick whose context ends,
-// a reader holding the refresh back, a failed manual rotation, a proxy's page.
+// a reader holding the refresh back, a failed manual rotation, a proxy's page, storage refusing
+// the new token's save.
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -183,5 +185,51 @@ func TestLatin1ProxyPageOnRefreshNeverPanics(t *testing.T) {
 			env.b.loginMu.Unlock()
 		}
 		t.Fatalf("rotate-root panicked on a Latin-1 502 page: %v (loginMu left write-locked: %v)", panicked, locked)
+	}
+}
+
+// Storage refusing the rotated token's save: it is tried 4 times, with waits on the backend's
+// clock of about 100 ms, 200 ms and 400 ms (±20 %) between tries; a wait that ends with the
+// context stops the tries. A token never saved is held in memory.
+func TestRotatedTokenSaveRetriesWaitOnTheBackendsClock(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		refusals int
+		waitErr  error
+		waits    int
+		held     bool
+	}{
+		{"saved on the last try", 3, nil, 3, false},
+		{"refused on every try", 4, nil, 3, true},
+		{"context ends in the first wait", 4, context.Canceled, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t, mockinabit.Options{})
+			var waits []time.Duration
+			env.b.sleep = func(_ context.Context, d time.Duration) error {
+				waits = append(waits, d)
+				return tc.waitErr
+			}
+			env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
+				// The in-flight status is written; storage refuses the next config writes.
+				env.storage.refuseNextPuts(configStorageKey, tc.refusals)
+			}})
+			env.configure(t, nil)
+			resp, err := env.requestOK(logical.UpdateOperation, "rotate-root", nil)
+			t.Logf("rotate-root: %v %v", resp, err)
+			if len(waits) != tc.waits {
+				t.Fatalf("%d waits between save tries (%v), want %d", len(waits), waits, tc.waits)
+			}
+			for i, d := range waits {
+				base := 100 * time.Millisecond << i
+				if lo, hi := base*8/10, base*12/10+time.Nanosecond; d < lo || d > hi {
+					t.Fatalf("wait %d is %s, want %s to %s", i+1, d, lo, hi)
+				}
+			}
+			_, _, held := env.b.login.held()
+			if saved := storedToken(t, env) == env.mock.LoginToken(); held != tc.held || saved == tc.held {
+				t.Fatalf("held in memory %v, saved %v; want held %v", held, saved, tc.held)
+			}
+		})
 	}
 }

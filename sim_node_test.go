@@ -180,13 +180,14 @@ func (s *sim) newInstance(slot int) *simInstance {
 	}
 	b := raw.(*backend)
 	// Each node's wall clock is the true time plus its skew, which the simulation sets and steps;
-	// its monotonic clock never steps. inabit's clock is the true time.
+	// its monotonic clock never steps, and its waits are on the virtual clock. inabit's clock is
+	// the true time.
 	skew := s.skews[slot]
 	inst.monoOff = time.Duration(s.rng.Int63n(int64(1000 * time.Hour)))
 	b.now = func() time.Time { return s.clock.now().Add(time.Duration(skew.Load())) }
 	b.mono = func() time.Duration { return s.clock.now().Sub(simEpoch) + inst.monoOff }
+	b.sleep = s.clock.sleep
 	b.newAPI = apiOver(&simTransport{m: s.model, instID: inst.id, inst: inst}, inabitapi.WithoutRetryWait())
-	b.noRetryWait = true
 	inst.b = b
 	s.insts = append(s.insts, inst)
 	return inst

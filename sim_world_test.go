@@ -59,6 +59,11 @@ func (c *vclock) advance(d time.Duration) {
 	}
 }
 
+// sleep is a node's wait on the virtual clock: it takes no virtual time and ends at once, with
+// ctx's cause if ctx has ended. Moving the clock by d would make a seed's timeline depend on the
+// backoff's jitter, which is not drawn from the seed.
+func (c *vclock) sleep(ctx context.Context, _ time.Duration) error { return context.Cause(ctx) }
+
 // withDeadline returns a context cancelled when the virtual clock passes now+d.
 func (c *vclock) withDeadline(d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())

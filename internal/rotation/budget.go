@@ -26,8 +26,11 @@ const (
 // the protocol reasons with comes from here, so the argument "settle only once the grace has
 // passed since our call gave up" is written once.
 type Budget struct {
+	// RequestTimeout is request_timeout: how long one HTTP exchange with inabit may take.
 	RequestTimeout time.Duration
-	Grace          time.Duration // refresh_grace_period
+	// Grace is refresh_grace_period: how long inabit may still apply a refresh after our call
+	// gave up.
+	Grace time.Duration
 }
 
 // Call is the timeout of one call to inabit.

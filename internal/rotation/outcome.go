@@ -30,15 +30,19 @@ const (
 var answerNames = map[Answer]string{Succeeded: "succeeded", NotSent: "not sent", Declined: "declined",
 	Rejected: "rejected", Failed: "failed", NoAnswer: "no answer"}
 
+// String names the answer in lower case ("no answer"), for test failures and debugging.
 func (a Answer) String() string { return answerNames[a] }
 
 // Probe is what asking inabit for an access token with a login token found.
 type Probe int
 
 const (
-	Alive   Probe = iota // inabit issued an access token with it
-	Dead                 // inabit itself rejected it
-	Unknown              // no word of inabit's own either way
+	// Alive: inabit issued an access token with it.
+	Alive Probe = iota
+	// Dead: inabit itself rejected it.
+	Dead
+	// Unknown: no word of inabit's own either way.
+	Unknown
 )
 
 // ProbeResult reads an access-token query's answer as a probe of the login token it presented.
@@ -83,25 +87,35 @@ const (
 var kindNames = map[Kind]string{Rotated: "rotated", Held: "held", Dropped: "dropped", Skipped: "skipped",
 	Unchanged: "unchanged", Pending: "pending", Unconfirmed: "unconfirmed", Lost: "lost", Settled: "settled"}
 
+// String names the kind in lower case ("unconfirmed"), for test failures and debugging.
 func (k Kind) String() string { return kindNames[k] }
 
 // Why names the step that concluded, which selects the operator's message.
 type Why int
 
 const (
-	WhyRefresh       Why = iota // the refresh call itself
-	WhyProbeBefore              // the probe before a refresh
-	WhyRecords                  // the WAL and in-flight records
-	WhySave                     // saving the rotated token
-	WhySettle                   // settling an unfinished refresh
-	WhyReadRejection            // confirming a rejection that reads saw
-	WhyVerify                   // proving a just-rotated token works
+	// WhyRefresh: the refresh call itself.
+	WhyRefresh Why = iota
+	// WhyProbeBefore: the probe before a refresh.
+	WhyProbeBefore
+	// WhyRecords: the WAL and in-flight records.
+	WhyRecords
+	// WhySave: saving the rotated token.
+	WhySave
+	// WhySettle: settling an unfinished refresh.
+	WhySettle
+	// WhyReadRejection: confirming a rejection that reads saw.
+	WhyReadRejection
+	// WhyVerify: proving a just-rotated token works.
+	WhyVerify
 )
 
 // Outcome is one conclusion of the protocol, with what its message and status need.
 type Outcome struct {
+	// Kind is what was concluded.
 	Kind Kind
-	Why  Why
+	// Why is the step that concluded it.
+	Why Why
 	// Cause is the error's text, already free of tokens.
 	Cause string
 	// Answer is how the refresh (or the probe, for WhyProbeBefore and WhyReadRejection) ended.

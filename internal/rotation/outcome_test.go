@@ -179,15 +179,12 @@ func TestLostIsStickyInTheStatus(t *testing.T) {
 	}
 	st = Status{}
 	st.Apply(Outcome{Kind: Pending, CheckAt: t0, RetryNotBefore: t0.Add(time.Minute)}, "p", t0)
-	if st.OutcomeCheckAt != t0 || st.RetryNotBefore != t0.Add(time.Minute) || st.LoginTokenLost || st.Healthy() {
+	if st.OutcomeCheckAt != t0 || st.RetryNotBefore != t0.Add(time.Minute) || st.LoginTokenLost || st == (Status{}) {
 		t.Fatalf("pending status: %+v", st)
 	}
 	st.Apply(Outcome{Kind: Unconfirmed}, "u", t0)
 	if !st.ProbeBeforeRefresh || st.RotationFailures != 2 || !st.OutcomeCheckAt.IsZero() {
 		t.Fatalf("unconfirmed status: %+v", st)
-	}
-	if !(Status{}).Healthy() {
-		t.Fatal("the zero status is not healthy")
 	}
 }
 

@@ -20,10 +20,15 @@ import (
 type Reason = string
 
 const (
-	ReasonPeriod       Reason = "rotation_period"
-	ReasonSchedule     Reason = "rotation_schedule"
-	ReasonExpiry       Reason = "expiry"
-	ReasonRetry        Reason = "retry"
+	// ReasonPeriod: the token has reached rotation_period's age.
+	ReasonPeriod Reason = "rotation_period"
+	// ReasonSchedule: a rotation_schedule slot.
+	ReasonSchedule Reason = "rotation_schedule"
+	// ReasonExpiry: the token's expiry deadline (ExpiryDeadline), which nothing pushes it past.
+	ReasonExpiry Reason = "expiry"
+	// ReasonRetry: the retry after failed attempts (RetryDelay, or inabit's Retry-After).
+	ReasonRetry Reason = "retry"
+	// ReasonOutcomeCheck: an unfinished refresh's outcome is checked (Status.OutcomeCheckAt).
 	ReasonOutcomeCheck Reason = "outcome_check"
 
 	// MinRotationWindow is Vault's own minimum (sdk/rotation).

@@ -5,15 +5,22 @@ import "time"
 // Settings are the config fields the protocol reads. The root package embeds them in its stored
 // config, so their JSON names are the stored format and must not change.
 type Settings struct {
+	// RotationPeriod: rotate once the token is this old.
 	RotationPeriod time.Duration `json:"rotation_period"`
 	// RotationSchedule (cron, UTC) replaces RotationPeriod when set; RotationPeriod is then zero.
-	RotationSchedule string        `json:"rotation_schedule,omitempty"`
-	RotationWindow   time.Duration `json:"rotation_window,omitempty"`
+	RotationSchedule string `json:"rotation_schedule,omitempty"`
+	// RotationWindow limits catching up a missed rotation_schedule slot (ScheduledAt) to while the
+	// latest missed slot is less than this ago; zero catches up any.
+	RotationWindow time.Duration `json:"rotation_window,omitempty"`
 	// ScheduleSetAt is when rotation_schedule was last written: slots before it are not missed.
-	ScheduleSetAt            time.Time     `json:"rotation_schedule_set_at,omitempty"`
-	DisableAutomatedRotation bool          `json:"disable_automated_rotation"`
-	RequestTimeout           time.Duration `json:"request_timeout"`
-	RefreshGracePeriod       time.Duration `json:"refresh_grace_period"`
+	ScheduleSetAt time.Time `json:"rotation_schedule_set_at,omitempty"`
+	// DisableAutomatedRotation: Plan plans no rotation; only rotate-root rotates.
+	DisableAutomatedRotation bool `json:"disable_automated_rotation"`
+	// RequestTimeout bounds one HTTP exchange with inabit (Budget.RequestTimeout).
+	RequestTimeout time.Duration `json:"request_timeout"`
+	// RefreshGracePeriod is how long inabit may still apply a refresh after our call gave up
+	// (Budget.Grace).
+	RefreshGracePeriod time.Duration `json:"refresh_grace_period"`
 }
 
 // Budget is the timing these settings give the mount's calls.
@@ -24,9 +31,14 @@ func (s Settings) Budget() Budget {
 // Status is the rotation status of the stored login token, embedded flat in the stored config.
 // The zero Status is healthy.
 type Status struct {
-	LastRotationError   string    `json:"last_rotation_error,omitempty"`
+	// LastRotationError is the operator's message: Message of the last failed rotation, or
+	// InFlightMessage while a refresh's answer is not yet saved.
+	LastRotationError string `json:"last_rotation_error,omitempty"`
+	// LastRotationErrorAt is when it was recorded (the refresh's start, for InFlightMessage).
 	LastRotationErrorAt time.Time `json:"last_rotation_error_at,omitempty"`
-	RotationFailures    int       `json:"rotation_failures,omitempty"`
+	// RotationFailures counts the failures since the status was last cleared; it sets the
+	// backoff (RetryDelay).
+	RotationFailures int `json:"rotation_failures,omitempty"`
 	// LoginTokenLost is sticky: the stored token is known dead and nothing is sent with it until
 	// an operator writes a login token that works.
 	LoginTokenLost bool `json:"login_token_lost,omitempty"`
@@ -39,9 +51,6 @@ type Status struct {
 	// works. Every refresh is preceded by a probe anyway; this keeps the status honest.
 	ProbeBeforeRefresh bool `json:"probe_before_refresh,omitempty"`
 }
-
-// Healthy says the status reports no problem.
-func (st Status) Healthy() bool { return st == Status{} }
 
 // Apply records o in the status and reports whether anything changed. LOST is sticky: nothing
 // but another Lost replaces it (an operator's new login token clears the whole status).

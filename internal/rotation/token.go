@@ -5,9 +5,12 @@ import "time"
 // Token is what the protocol knows of a login token: its claims (zero when absent) and when Vault
 // got it, which stands in for iat when there is none.
 type Token struct {
-	IssuedAt  time.Time
+	// IssuedAt is the iat claim; zero when absent.
+	IssuedAt time.Time
+	// ExpiresAt is the exp claim; zero when absent.
 	ExpiresAt time.Time
-	StoredAt  time.Time
+	// StoredAt is when Vault got the token: written to config or rotated.
+	StoredAt time.Time
 }
 
 // BornAt is when the token's age starts: its iat, else when Vault stored it.
