@@ -4,6 +4,7 @@ package main
 import (
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
@@ -29,6 +30,7 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(softMemoryLimit)
 	}
+	go exitWhenOrphaned(os.Getppid(), parentCheckInterval)
 	apiClientMeta := &api.PluginAPIClientMeta{}
 	flags := apiClientMeta.FlagSet()
 	// Vault passes TLS flags to plugins; parsing them keeps the plugin compatible with every mode.
@@ -40,6 +42,27 @@ func main() {
 		TLSProviderFunc:    api.VaultPluginTLSProvider(apiClientMeta.GetTLSConfig()),
 	}); err != nil {
 		fatal(err)
+	}
+}
+
+// parentCheckInterval is how often the plugin checks that Vault, its parent, is still there: one
+// getppid call, nothing to the cost of a mount.
+const parentCheckInterval = 2 * time.Second
+
+// exitWhenOrphaned ends the process once its parent is gone. Vault stops its plugins when it
+// shuts down, but a Vault killed with SIGKILL (or by the OOM killer) cannot, and the plugin,
+// reparented to init, would run on with nobody to serve: one more orphan per crash. A rotation
+// in flight cannot save anything then either (storage is Vault's); its WAL entry, written before
+// the refresh was sent, lets the next active node settle it.
+func exitWhenOrphaned(parent int, every time.Duration) {
+	if parent <= 1 {
+		return // started by init or a supervisor itself: there is no Vault parent to watch
+	}
+	for range time.Tick(every) {
+		if os.Getppid() != parent {
+			hclog.New(&hclog.LoggerOptions{}).Error("Vault, this plugin's parent process, is gone; exiting", "parent_pid", parent)
+			os.Exit(1)
+		}
 	}
 }
 
