@@ -52,6 +52,8 @@ type backend struct {
 	// stopping is set when Vault stops this backend (unmount, seal, step-down): a token rotated
 	// now cannot be held in memory for long.
 	stopping atomic.Bool
+	// counted: this backend is among the process's live mounts (herd.go).
+	counted atomic.Bool
 
 	flight singleflight.Group
 
@@ -74,6 +76,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
+	b.countMount()
 	return b, nil
 }
 
@@ -144,6 +147,7 @@ const cleanWait = 30 * time.Second
 // inabit has already minted; give it a bounded time to save it, and say so loudly if it cannot.
 func (b *backend) clean(context.Context) {
 	b.stopping.Store(true)
+	b.uncountMount()
 	deadline := time.Now().Add(cleanWait)
 	for !b.mu.TryLock() {
 		if time.Now().After(deadline) {

@@ -122,7 +122,9 @@ func (c *inabitConfig) token(cl tokenClaims) rotation.Token {
 // plannedRotation is when the next rotation is attempted and why; zero when nothing will be sent
 // on its own.
 func (c *inabitConfig) plannedRotation(now time.Time) (time.Time, string) {
-	return rotation.Plan(c.Settings, c.Status, c.token(c.claims()), now)
+	tok := c.token(c.claims())
+	tok.Spread = herdSpread(c)
+	return rotation.Plan(c.Settings, c.Status, tok, now)
 }
 
 // nextRotationAt is plannedRotation's time.

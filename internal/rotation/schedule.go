@@ -174,6 +174,9 @@ func Plan(set Settings, st Status, tok Token, now time.Time) (time.Time, Reason)
 		return time.Time{}, ""
 	}
 	next, reason := policyDueAt(set, tok, now)
+	if !next.IsZero() {
+		next = next.Add(tok.Spread)
+	}
 	deadline := ExpiryDeadline(tok, set.Budget())
 	if !deadline.IsZero() && (next.IsZero() || deadline.Before(next)) {
 		next, reason = deadline, ReasonExpiry

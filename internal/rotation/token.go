@@ -11,6 +11,9 @@ type Token struct {
 	ExpiresAt time.Time
 	// StoredAt is when Vault got the token: written to config or rotated.
 	StoredAt time.Time
+	// Spread puts its policy's due rotation off by this much, so that many mounts due together
+	// do not call inabit at once (see Spread); never past the expiry deadline.
+	Spread time.Duration
 }
 
 // BornAt is when the token's age starts: its iat, else when Vault stored it.
