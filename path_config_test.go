@@ -152,6 +152,7 @@ func TestConfigBadInput(t *testing.T) {
 		{"fragment", map[string]interface{}{"url": "https://api.inabit.com/graphql#x"}, "url"},
 		{"url with newline", map[string]interface{}{"url": "https://api.inabit.com/\ngraphql"}, "url"},
 		{"huge url", map[string]interface{}{"url": "https://api.inabit.com/" + strings.Repeat("a", 1<<20)}, "url"},
+		{"huge schedule", map[string]interface{}{"rotation_schedule": "0" + strings.Repeat(",0", 1<<19) + " * * * *"}, "rotation_schedule"},
 		{"rotation too short", map[string]interface{}{"rotation_period": "30s"}, "rotation_period"},
 		{"rotation negative", map[string]interface{}{"rotation_period": "-1h"}, "rotation_period"},
 		{"rotation huge", map[string]interface{}{"rotation_period": "100000h"}, "rotation_period"},

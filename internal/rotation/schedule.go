@@ -32,6 +32,10 @@ const (
 	MaxExpiryMargin = 24 * time.Hour
 	// maxCatchUpSlots bounds the walk over slots missed while Vault was down.
 	maxCatchUpSlots = 100_000
+	// MaxScheduleLen bounds rotation_schedule. Listing every value of every field once, with
+	// month and day names, takes 391 bytes; anything longer repeats or pads values, and was
+	// parsed (and kept) whole.
+	MaxScheduleLen = 512
 )
 
 // The 5-field parser of Vault's SDK: minute hour day-of-month month day-of-week.
@@ -40,10 +44,24 @@ var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 // parsedSchedules memoises parsing: the planned rotation is worked out on every token read.
 var parsedSchedules sync.Map // string -> cron.Schedule
 
+// CheckScheduleLen refuses a rotation_schedule longer than MaxScheduleLen. The error does not
+// quote it: echoing megabytes back is what the limit is there to stop. Config writes call it on
+// the raw field, before splitting it into fields costs memory in proportion.
+func CheckScheduleLen(expr string) error {
+	if len(expr) > MaxScheduleLen {
+		return fmt.Errorf("rotation_schedule is %d bytes, longer than any cron expression needs (at most %d): "+
+			"write each field once, with ranges and steps such as \"*/5\" for every 5 minutes", len(expr), MaxScheduleLen)
+	}
+	return nil
+}
+
 // ParseSchedule parses a rotation_schedule; its errors name the field and the fix.
 func ParseSchedule(expr string) (cron.Schedule, error) {
 	if s, ok := parsedSchedules.Load(expr); ok {
 		return s.(cron.Schedule), nil
+	}
+	if err := CheckScheduleLen(expr); err != nil {
+		return nil, err
 	}
 	if strings.Contains(expr, "TZ=") {
 		return nil, fmt.Errorf("rotation_schedule %q names a time zone; it is always evaluated in UTC, so drop the TZ= prefix", expr)

@@ -1,6 +1,7 @@
 package rotation
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +195,43 @@ func TestInFlightRefreshPastTheDeadlineIsPlannedAtItsOutcomeCheck(t *testing.T) 
 	}
 	if want := started.Add(43 * time.Second); !checkAt.Equal(want) {
 		t.Fatalf("outcome check %s, want %s", FormatTime(checkAt), FormatTime(want))
+	}
+}
+
+// explicitSchedule lists every value of every field once, with the longest names: the longest
+// expression that needs no repetition or padding (391 bytes). It must stay accepted.
+func explicitSchedule() string {
+	list := func(from, to int) string {
+		var v []string
+		for i := from; i <= to; i++ {
+			v = append(v, fmt.Sprint(i))
+		}
+		return strings.Join(v, ",")
+	}
+	return strings.Join([]string{list(0, 59), list(0, 23), list(1, 31),
+		"jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec", "sun,mon,tue,wed,thu,fri,sat"}, " ")
+}
+
+// TestScheduleLongerThanAnyCronNeedsIsRefused: a legal but padded expression ("0,0,0,..."),
+// which a config write would parse and keep, is refused before parsing with an error naming the
+// field, the limit and the fix; every expression listing each value once still fits.
+func TestScheduleLongerThanAnyCronNeedsIsRefused(t *testing.T) {
+	if s := explicitSchedule(); len(s) > MaxScheduleLen {
+		t.Fatalf("the explicit schedule (%d bytes) does not fit in %d", len(s), MaxScheduleLen)
+	} else if _, err := ParseSchedule(s); err != nil {
+		t.Fatalf("explicit schedule of %d bytes refused: %v", len(s), err)
+	}
+	padded := "0" + strings.Repeat(",0", 300) + " * * * *" // 609 bytes, hourly
+	_, err := ParseSchedule(padded)
+	if err == nil {
+		t.Fatalf("a %d-byte rotation_schedule was accepted", len(padded))
+	}
+	for _, want := range []string{"rotation_schedule", "609 bytes", fmt.Sprint(MaxScheduleLen), "*/5"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), padded) {
+		t.Error("the error echoes the whole expression")
 	}
 }
