@@ -41,8 +41,49 @@ const (
 // The 5-field parser of Vault's SDK: minute hour day-of-month month day-of-week.
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
-// parsedSchedules memoises parsing: the planned rotation is worked out on every token read.
-var parsedSchedules sync.Map // string -> cron.Schedule
+// maxMemoisedSchedules bounds storedSchedules: a mount stores one schedule, so this is room for
+// 256 mounts' schedules before it starts over.
+const maxMemoisedSchedules = 256
+
+// storedSchedules memoises the parsing of stored schedules: the planned rotation is worked out on
+// every token read. Only ScheduledAt fills it, with schedules validated when they were written;
+// ParseSchedule (what config writes validate with) keeps nothing, so a refused write leaves
+// nothing behind.
+var storedSchedules = scheduleMemo{m: map[string]cron.Schedule{}}
+
+type scheduleMemo struct {
+	mu sync.Mutex
+	m  map[string]cron.Schedule
+}
+
+// get returns the parsed expr, parsing and keeping it on a miss. When full the memo starts over
+// rather than tracking use: parsing again costs microseconds, and more than
+// maxMemoisedSchedules schedules in turn is not a case worth the bookkeeping.
+func (c *scheduleMemo) get(expr string) (cron.Schedule, error) {
+	c.mu.Lock()
+	s, ok := c.m[expr]
+	c.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := ParseSchedule(expr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxMemoisedSchedules {
+		c.m = make(map[string]cron.Schedule, maxMemoisedSchedules)
+	}
+	c.m[strings.Clone(expr)] = s // never pin a larger buffer expr may be a slice of
+	return s, nil
+}
+
+func (c *scheduleMemo) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
 
 // CheckScheduleLen refuses a rotation_schedule longer than MaxScheduleLen. The error does not
 // quote it: echoing megabytes back is what the limit is there to stop. Config writes call it on
@@ -55,11 +96,9 @@ func CheckScheduleLen(expr string) error {
 	return nil
 }
 
-// ParseSchedule parses a rotation_schedule; its errors name the field and the fix.
+// ParseSchedule parses a rotation_schedule; its errors name the field and the fix. It keeps
+// nothing: the read path memoises stored schedules through storedSchedules.
 func ParseSchedule(expr string) (cron.Schedule, error) {
-	if s, ok := parsedSchedules.Load(expr); ok {
-		return s.(cron.Schedule), nil
-	}
 	if err := CheckScheduleLen(expr); err != nil {
 		return nil, err
 	}
@@ -71,7 +110,6 @@ func ParseSchedule(expr string) (cron.Schedule, error) {
 		return nil, fmt.Errorf("rotation_schedule %q is not a 5-field cron expression (minute hour day-of-month month day-of-week, in UTC; for example \"0 10 * * 2\" is Tuesdays 10:00): %v",
 			expr, err)
 	}
-	parsedSchedules.Store(expr, s)
 	return s, nil
 }
 
@@ -128,7 +166,7 @@ func scheduleAnchor(set Settings, tok Token) time.Time {
 // If that slot has passed (no node could rotate), it is due now; with a rotation_window, only
 // while the latest missed slot is less than the window ago, else at the next slot.
 func ScheduledAt(set Settings, tok Token, now time.Time) time.Time {
-	s, err := ParseSchedule(set.RotationSchedule)
+	s, err := storedSchedules.get(set.RotationSchedule)
 	if err != nil {
 		return time.Time{} // stored schedules were validated when written
 	}

@@ -235,3 +235,41 @@ func TestScheduleLongerThanAnyCronNeedsIsRefused(t *testing.T) {
 		t.Error("the error echoes the whole expression")
 	}
 }
+
+// TestValidatingSchedulesLeavesNothingBehind: config writes validate with ParseSchedule; the
+// expressions they parse, accepted or refused, are not kept (issue 17: 40 refused writes kept
+// 4.2 MB for the life of the process).
+func TestValidatingSchedulesLeavesNothingBehind(t *testing.T) {
+	before := memoSize()
+	for i := 0; i < 1000; i++ {
+		if _, err := ParseSchedule(fmt.Sprintf("%d %d * * *", i%60, i/60)); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = ParseSchedule(fmt.Sprintf("%d 99 * * *", i))
+	}
+	if after := memoSize(); after != before {
+		t.Fatalf("1000 validated and 1000 refused schedules left the memo at %d entries (was %d)", after, before)
+	}
+}
+
+// TestStoredScheduleMemoStaysBounded: the read path memoises the stored schedules it plans by,
+// but never more than maxMemoisedSchedules of them, however many distinct ones it sees.
+func TestStoredScheduleMemoStaysBounded(t *testing.T) {
+	tok := Token{StoredAt: utc("2027-01-01T00:00:00Z")}
+	for i := 0; i < 1000; i++ {
+		set := Settings{RotationSchedule: fmt.Sprintf("%d %d * * *", i%60, i/60)}
+		if ScheduledAt(set, tok, utc("2027-01-01T00:00:00Z")).IsZero() {
+			t.Fatalf("no slot for %q", set.RotationSchedule)
+		}
+	}
+	if n := memoSize(); n > maxMemoisedSchedules {
+		t.Fatalf("1000 distinct stored schedules left %d in the memo, want at most %d", n, maxMemoisedSchedules)
+	}
+	// Reads of a stored schedule stay cheap: the second read finds the first one's parse.
+	a, _ := storedSchedules.get("0 10 * * 2")
+	if b, _ := storedSchedules.get("0 10 * * 2"); a != b {
+		t.Fatal("a stored schedule was parsed again on the next read")
+	}
+}
+
+func memoSize() int { return storedSchedules.size() }
