@@ -220,6 +220,9 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, new
 	}
 	switch {
 	case scheduleGiven && strings.TrimSpace(rawSchedule.(string)) != "":
+		if err := rotation.CheckScheduleLen(rawSchedule.(string)); err != nil {
+			return err
+		}
 		expr := strings.Join(strings.Fields(rawSchedule.(string)), " ")
 		if _, err := rotation.ParseSchedule(expr); err != nil {
 			return err

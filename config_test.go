@@ -3,6 +3,8 @@ package inabit
 // Tests of config.go: the rotation schedule against the login token's lifetime.
 
 import (
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +165,42 @@ func TestTooShortLivedTokenIsWarnedAndRotatedAtOnce(t *testing.T) {
 	env.tick(t)
 	if env.mock.Calls(mockinabit.OpRefresh) != 1 {
 		t.Fatal("a 150 s token was not rotated at the first tick")
+	}
+}
+
+// Issue 17: refused config writes of long (legal) schedules left every parsed expression in a
+// process-wide memo, 40 writes of 100 kB keeping 4.2 MB for the life of the plugin. Such a
+// write is now refused before parsing, with a 400 naming the field and the limit, and the heap
+// does not grow.
+func TestRefusedScheduleWritesKeepNoMemory(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil) // a 30-day token: a yearly schedule is refused
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	badMessage := ""
+	for i := 0; i < 40; i++ {
+		// Yearly at 00:00 on January 1st, the minute written out 50 000 times (100 kB).
+		expr := fmt.Sprintf("0%s %d 1 1 *", strings.Repeat(",0", 50_000), i%24)
+		resp, err := env.request(logical.UpdateOperation, "config", map[string]interface{}{"rotation_schedule": expr})
+		if err != nil || !resp.IsError() {
+			t.Fatalf("a %d-byte yearly rotation_schedule was not a 400: resp=%v err=%v", len(expr), resp, err)
+		}
+		if msg := resp.Error().Error(); !strings.Contains(msg, "rotation_schedule") || len(msg) > 1000 {
+			badMessage = msg
+		}
+	}
+	grown := int64(heap()) - int64(before)
+	if grown > 1<<20 {
+		t.Errorf("40 refused rotation_schedule writes of 100 kB grew the live heap by %d bytes", grown)
+	}
+	t.Logf("40 refused writes of 100 kB: live heap grew by %d bytes", grown)
+	if badMessage != "" {
+		t.Errorf("the 400 does not name rotation_schedule or echoes the expression (%d bytes): %.200s", len(badMessage), badMessage)
 	}
 }

@@ -53,7 +53,7 @@ func pathConfig(b *backend) *framework.Path {
 				Type: framework.TypeString,
 				Description: "Rotate on a 5-field cron schedule evaluated in UTC instead of by age, e.g. \"0 10 * * 2\" " +
 					"(Tuesdays 10:00) so rotations happen when people can react. Excludes rotation_period; setting one clears " +
-					"the other. The token's expiry still wins if a slot would come too late.",
+					"the other. The token's expiry still wins if a slot would come too late. At most 512 bytes.",
 				DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation schedule"},
 			},
 			fieldRotationWindow: {

@@ -162,6 +162,7 @@ func TestConfigBadInput(t *testing.T) {
 		{"gcp metadata name dot", map[string]interface{}{"url": "https://metadata.google.internal./", "login_token": env.mock.LoginToken()}, "url"},
 		{"http unspecified", map[string]interface{}{"url": "http://0.0.0.0:8200/graphql", "login_token": env.mock.LoginToken()}, "url"},
 		{"http link-local", map[string]interface{}{"url": "http://169.254.169.254/", "login_token": env.mock.LoginToken()}, "url"},
+		{"huge schedule", map[string]interface{}{"rotation_schedule": "0" + strings.Repeat(",0", 1<<19) + " * * * *"}, "rotation_schedule"},
 		{"rotation too short", map[string]interface{}{"rotation_period": "30s"}, "rotation_period"},
 		{"rotation negative", map[string]interface{}{"rotation_period": "-1h"}, "rotation_period"},
 		{"rotation huge", map[string]interface{}{"rotation_period": "100000h"}, "rotation_period"},

@@ -37,18 +37,75 @@ const (
 	MaxExpiryMargin = 24 * time.Hour
 	// maxCatchUpSlots bounds the walk over slots missed while Vault was down.
 	maxCatchUpSlots = 100_000
+	// MaxScheduleLen bounds rotation_schedule. Listing every value of every field once, with
+	// month and day names, takes 391 bytes; anything longer repeats or pads values, and was
+	// parsed (and kept) whole.
+	MaxScheduleLen = 512
 )
 
 // The 5-field parser of Vault's SDK: minute hour day-of-month month day-of-week.
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
-// parsedSchedules memoises parsing: the planned rotation is worked out on every token read.
-var parsedSchedules sync.Map // string -> cron.Schedule
+// maxMemoisedSchedules bounds storedSchedules: a mount stores one schedule, so this is room for
+// 256 mounts' schedules before it starts over.
+const maxMemoisedSchedules = 256
 
-// ParseSchedule parses a rotation_schedule; its errors name the field and the fix.
+// storedSchedules memoises the parsing of stored schedules: the planned rotation is worked out on
+// every token read. Only ScheduledAt fills it, with schedules validated when they were written;
+// ParseSchedule (what config writes validate with) keeps nothing, so a refused write leaves
+// nothing behind.
+var storedSchedules = scheduleMemo{m: map[string]cron.Schedule{}}
+
+type scheduleMemo struct {
+	mu sync.Mutex
+	m  map[string]cron.Schedule
+}
+
+// get returns the parsed expr, parsing and keeping it on a miss. When full the memo starts over
+// rather than tracking use: parsing again costs microseconds, and more than
+// maxMemoisedSchedules schedules in turn is not a case worth the bookkeeping.
+func (c *scheduleMemo) get(expr string) (cron.Schedule, error) {
+	c.mu.Lock()
+	s, ok := c.m[expr]
+	c.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := ParseSchedule(expr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxMemoisedSchedules {
+		c.m = make(map[string]cron.Schedule, maxMemoisedSchedules)
+	}
+	c.m[strings.Clone(expr)] = s // never pin a larger buffer expr may be a slice of
+	return s, nil
+}
+
+func (c *scheduleMemo) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+// CheckScheduleLen refuses a rotation_schedule longer than MaxScheduleLen. The error does not
+// quote it: echoing megabytes back is what the limit is there to stop. Config writes call it on
+// the raw field, before splitting it into fields costs memory in proportion.
+func CheckScheduleLen(expr string) error {
+	if len(expr) > MaxScheduleLen {
+		return fmt.Errorf("rotation_schedule is %d bytes, longer than any cron expression needs (at most %d): "+
+			"write each field once, with ranges and steps such as \"*/5\" for every 5 minutes", len(expr), MaxScheduleLen)
+	}
+	return nil
+}
+
+// ParseSchedule parses a rotation_schedule; its errors name the field and the fix. It keeps
+// nothing: the read path memoises stored schedules through storedSchedules.
 func ParseSchedule(expr string) (cron.Schedule, error) {
-	if s, ok := parsedSchedules.Load(expr); ok {
-		return s.(cron.Schedule), nil
+	if err := CheckScheduleLen(expr); err != nil {
+		return nil, err
 	}
 	if strings.Contains(expr, "TZ=") {
 		return nil, fmt.Errorf("rotation_schedule %q names a time zone; it is always evaluated in UTC, so drop the TZ= prefix", expr)
@@ -58,44 +115,7 @@ func ParseSchedule(expr string) (cron.Schedule, error) {
 		return nil, fmt.Errorf("rotation_schedule %q is not a 5-field cron expression (minute hour day-of-month month day-of-week, in UTC; for example \"0 10 * * 2\" is Tuesdays 10:00): %v",
 			expr, err)
 	}
-	parsedSchedules.Store(expr, s)
 	return s, nil
-}
-
-// SlotGapAtLeast finds two consecutive slots at least limit apart within a year after from, and
-// returns how far apart they are; zero when there are none. It samples every limit/2 (any such gap
-// contains a sample followed by limit/2 without a slot) and measures exactly only around those,
-// so an every-minute schedule costs a few hundred Next calls, not half a million.
-func SlotGapAtLeast(s cron.Schedule, from time.Time, limit time.Duration) time.Duration {
-	from = from.UTC()
-	first := s.Next(from)
-	if first.IsZero() {
-		return limit
-	}
-	step := max(limit/2, time.Minute)
-	horizon := first.Add(366*24*time.Hour + limit)
-	for t := first; t.Before(horizon); t = t.Add(step) {
-		next := s.Next(t)
-		if next.IsZero() {
-			return limit // it stops firing
-		}
-		if next.Sub(t) < step {
-			continue
-		}
-		// The last slot before next: walk from limit before t (slots never precede first).
-		walkFrom := t.Add(-limit)
-		if walkFrom.Before(first) {
-			walkFrom = first.Add(-time.Nanosecond)
-		}
-		last := time.Time{}
-		for x := s.Next(walkFrom); !x.IsZero() && x.Before(next); x = s.Next(x) {
-			last = x
-		}
-		if !last.IsZero() && next.Sub(last) >= limit {
-			return next.Sub(last)
-		}
-	}
-	return 0
 }
 
 // scheduleAnchor is the later of when the current token came into Vault's hands (written or
@@ -115,7 +135,7 @@ func scheduleAnchor(set Settings, tok Token) time.Time {
 // If that slot has passed (no node could rotate), it is due now; with a rotation_window, only
 // while the latest missed slot is less than the window ago, else at the next slot.
 func ScheduledAt(set Settings, tok Token, now time.Time) time.Time {
-	s, err := ParseSchedule(set.RotationSchedule)
+	s, err := storedSchedules.get(set.RotationSchedule)
 	if err != nil {
 		return time.Time{} // stored schedules were validated when written
 	}

@@ -1,6 +1,7 @@
 package rotation
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -122,43 +123,6 @@ func TestShortLivedTokenIsPlannedWithTheTickAndTheCall(t *testing.T) {
 	}
 }
 
-// TestSlotGapAtLeastFindsTheGapsATokenCannotOutlive is what config validation refuses a schedule
-// by: two consecutive slots at least the token's lifetime apart, anywhere in the year after
-// from, measured exactly; a gap exactly as long as the lifetime counts.
-func TestSlotGapAtLeastFindsTheGapsATokenCannotOutlive(t *testing.T) {
-	day := 24 * time.Hour
-	cases := []struct {
-		name  string
-		expr  string
-		from  string
-		limit time.Duration
-		want  time.Duration
-	}{
-		{"every minute, a minute's token", "* * * * *", "2027-01-01T00:00:00Z", time.Minute, time.Minute},
-		{"every minute, an hour's token", "* * * * *", "2027-01-01T00:00:00Z", time.Hour, 0},
-		{"hourly, an hour's token", "0 * * * *", "2027-01-01T00:00:00Z", time.Hour, time.Hour},
-		{"daily, a day's token", "0 0 * * *", "2027-01-01T00:00:00Z", day, day},
-		{"daily, a day's token, from mid-morning", "0 0 * * *", "2027-01-01T09:17:00Z", day, day},
-		{"daily, a longer token", "0 0 * * *", "2027-01-01T00:00:00Z", day + time.Second, 0},
-		{"weekly, a three-day token", "0 10 * * 2", "2026-12-01T00:00:00Z", 3 * day, 7 * day},
-		{"the first slot opens the gap", "0 10 1,2 1 *", "2027-01-02T00:00:00Z", 100 * day, 364 * day},
-		{"the gap opens in November", "0 0 1 1-11 *", "2026-12-31T23:59:59Z", 60 * day, 61 * day},
-		{"a short gap late in the year", "0 0 * 1-11 *", "2027-01-01T00:00:00Z", 2 * day, 32 * day},
-		{"never fires", "0 0 30 2 *", "2027-01-01T00:00:00Z", day, day},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			s, err := ParseSchedule(tc.expr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := SlotGapAtLeast(s, utc(tc.from), tc.limit); got != tc.want {
-				t.Fatalf("SlotGapAtLeast(%q, %s, %s) = %s, want %s", tc.expr, tc.from, tc.limit, got, tc.want)
-			}
-		})
-	}
-}
-
 // TestScheduleCatchUpWalkStopsAtItsBound: after more than maxCatchUpSlots missed slots (69 days
 // of an every-minute schedule) the walk stops at the bound instead of running on; the window is
 // then counted from the last slot walked, and once it has passed the rotation waits for the
@@ -196,3 +160,79 @@ func TestInFlightRefreshPastTheDeadlineIsPlannedAtItsOutcomeCheck(t *testing.T) 
 		t.Fatalf("outcome check %s, want %s", FormatTime(checkAt), FormatTime(want))
 	}
 }
+
+// explicitSchedule lists every value of every field once, with the longest names: the longest
+// expression that needs no repetition or padding (391 bytes). It must stay accepted.
+func explicitSchedule() string {
+	list := func(from, to int) string {
+		var v []string
+		for i := from; i <= to; i++ {
+			v = append(v, fmt.Sprint(i))
+		}
+		return strings.Join(v, ",")
+	}
+	return strings.Join([]string{list(0, 59), list(0, 23), list(1, 31),
+		"jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec", "sun,mon,tue,wed,thu,fri,sat"}, " ")
+}
+
+// TestScheduleLongerThanAnyCronNeedsIsRefused: a legal but padded expression ("0,0,0,..."),
+// which a config write would parse and keep, is refused before parsing with an error naming the
+// field, the limit and the fix; every expression listing each value once still fits.
+func TestScheduleLongerThanAnyCronNeedsIsRefused(t *testing.T) {
+	if s := explicitSchedule(); len(s) > MaxScheduleLen {
+		t.Fatalf("the explicit schedule (%d bytes) does not fit in %d", len(s), MaxScheduleLen)
+	} else if _, err := ParseSchedule(s); err != nil {
+		t.Fatalf("explicit schedule of %d bytes refused: %v", len(s), err)
+	}
+	padded := "0" + strings.Repeat(",0", 300) + " * * * *" // 609 bytes, hourly
+	_, err := ParseSchedule(padded)
+	if err == nil {
+		t.Fatalf("a %d-byte rotation_schedule was accepted", len(padded))
+	}
+	for _, want := range []string{"rotation_schedule", "609 bytes", fmt.Sprint(MaxScheduleLen), "*/5"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), padded) {
+		t.Error("the error echoes the whole expression")
+	}
+}
+
+// TestValidatingSchedulesLeavesNothingBehind: config writes validate with ParseSchedule; the
+// expressions they parse, accepted or refused, are not kept (issue 17: 40 refused writes kept
+// 4.2 MB for the life of the process).
+func TestValidatingSchedulesLeavesNothingBehind(t *testing.T) {
+	before := memoSize()
+	for i := 0; i < 1000; i++ {
+		if _, err := ParseSchedule(fmt.Sprintf("%d %d * * *", i%60, i/60)); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = ParseSchedule(fmt.Sprintf("%d 99 * * *", i))
+	}
+	if after := memoSize(); after != before {
+		t.Fatalf("1000 validated and 1000 refused schedules left the memo at %d entries (was %d)", after, before)
+	}
+}
+
+// TestStoredScheduleMemoStaysBounded: the read path memoises the stored schedules it plans by,
+// but never more than maxMemoisedSchedules of them, however many distinct ones it sees.
+func TestStoredScheduleMemoStaysBounded(t *testing.T) {
+	tok := Token{StoredAt: utc("2027-01-01T00:00:00Z")}
+	for i := 0; i < 1000; i++ {
+		set := Settings{RotationSchedule: fmt.Sprintf("%d %d * * *", i%60, i/60)}
+		if ScheduledAt(set, tok, utc("2027-01-01T00:00:00Z")).IsZero() {
+			t.Fatalf("no slot for %q", set.RotationSchedule)
+		}
+	}
+	if n := memoSize(); n > maxMemoisedSchedules {
+		t.Fatalf("1000 distinct stored schedules left %d in the memo, want at most %d", n, maxMemoisedSchedules)
+	}
+	// Reads of a stored schedule stay cheap: the second read finds the first one's parse.
+	a, _ := storedSchedules.get("0 10 * * 2")
+	if b, _ := storedSchedules.get("0 10 * * 2"); a != b {
+		t.Fatal("a stored schedule was parsed again on the next read")
+	}
+}
+
+func memoSize() int { return storedSchedules.size() }
