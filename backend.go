@@ -97,7 +97,7 @@ func newBackend(conf *logical.BackendConfig) *backend {
 			LocalStorage: []string{framework.WALPrefix},
 		},
 		Paths: framework.PathAppend(
-			[]*framework.Path{pathConfig(b), pathToken(b), pathStaticToken(b), pathRotateRoot(b)},
+			[]*framework.Path{pathConfig(b), pathToken(b), pathStaticToken(b), pathRotateRoot(b), pathHealth(b)},
 		),
 		Secrets:           []*framework.Secret{secretAccessToken(b)},
 		PeriodicFunc:      b.periodicFunc,

@@ -1,0 +1,98 @@
+package inabit
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
+)
+
+const (
+	pathHealthPattern = "health"
+
+	fieldState      = "state"
+	fieldNeedsHuman = "needs_human"
+	fieldReason     = "reason"
+
+	stateUnconfigured = "unconfigured"
+	stateUnsaved      = "unsaved"
+)
+
+// pathHealth answers a monitor on any Vault edition: events need Enterprise, and LOST is
+// permanent, so someone must hear of it. It reveals no token and no setting, so a monitoring
+// policy can grant it alone.
+func pathHealth(b *backend) *framework.Path {
+	return &framework.Path{
+		Pattern: pathHealthPattern,
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "inabit",
+			OperationSuffix: "health",
+		},
+		Fields: map[string]*framework.FieldSchema{},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathHealthRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				Responses: map[int][]framework.Response{
+					http.StatusOK: {{Description: "OK", Fields: healthResponseFields}},
+				},
+			},
+		},
+		HelpSynopsis:    "Whether this mount needs a human, and why: for monitoring.",
+		HelpDescription: pathHealthHelp,
+	}
+}
+
+const pathHealthHelp = `
+Answers in one field, needs_human, whether someone must act on this mount, and in reason what
+to do. state is one of healthy, retrying (the last rotation failed; retries continue), pending
+(a refresh's outcome is being settled), expiring_unrotated (automated rotation is off and the
+login token is near its expiry), expired, lost (LOGIN TOKEN LOST), unsaved (a rotated login
+token is held in memory because storage refuses it) and unconfigured. needs_human is true for
+lost, expired, expiring_unrotated, unsaved and unconfigured, and for retrying once rotation has
+failed 6 times in a row (about half an hour) or the token's expiry deadline has passed.
+Never returns a token or a setting: grant monitoring read on this path alone.
+`
+
+var healthResponseFields = map[string]*framework.FieldSchema{
+	fieldState:               {Type: framework.TypeString, Description: "healthy, retrying, pending, expiring_unrotated, expired, lost, unsaved or unconfigured."},
+	fieldNeedsHuman:          {Type: framework.TypeBool, Description: "True when nothing automatic will fix the mount: someone must act (reason says how)."},
+	fieldReason:              {Type: framework.TypeString, Description: "What is wrong and what to do; empty when healthy."},
+	fieldLoginTokenExpiresAt: {Type: framework.TypeString, Description: "When the stored login token expires (RFC 3339)."},
+	fieldNextRotationAt:      {Type: framework.TypeString, Description: "When the next rotation is attempted (RFC 3339); empty when none will be."},
+	fieldRotationFailures:    {Type: framework.TypeInt, Description: "Rotation failures in a row."},
+}
+
+func (b *backend) pathHealthRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.noteMount(req)
+	cfg, err := b.loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return &logical.Response{Data: map[string]interface{}{
+			fieldState: stateUnconfigured, fieldNeedsHuman: true,
+			fieldReason: "no login token: write the API user's login token to " + b.configPath(),
+		}}, nil
+	}
+	now := b.now()
+	claims := cfg.claims()
+	h := rotation.HealthOf(cfg.Settings, cfg.Status, cfg.token(claims), now, b.mountOrDefault())
+	state := string(h.State)
+	if _, _, unsaved := b.login.held(); unsaved {
+		state, h.NeedsHuman = stateUnsaved, true
+		h.Reason = "a rotated login token is held in this node's memory because storage refuses to save it: fix Vault's storage; " +
+			"until then a restart of this node loses the login token"
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		fieldState:               state,
+		fieldNeedsHuman:          h.NeedsHuman,
+		fieldReason:              h.Reason,
+		fieldLoginTokenExpiresAt: formatTime(claims.ExpiresAt),
+		fieldNextRotationAt:      formatTime(cfg.nextRotationAt(now)),
+		fieldRotationFailures:    cfg.RotationFailures,
+	}}, nil
+}
