@@ -1,6 +1,8 @@
 package inabit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 	"time"
 )
@@ -257,4 +259,9 @@ func (l *loginState) firstSettleMiss(id string) bool {
 	}
 	l.settleMissed[id] = true
 	return true
+}
+
+func tokenHash(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
 }

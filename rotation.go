@@ -2,15 +2,9 @@ package inabit
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
@@ -18,7 +12,8 @@ import (
 
 // The rotation driver. inabit mints the new login token and kills the old one in one call, so
 // each step leaves either a usable stored token or a loud, sticky record of why there is none.
-// The decisions are internal/rotation's; this file does the locking, storage and calls, in order:
+// The decisions are internal/rotation's; the driver does the locking, storage and calls, in this
+// order (in this file unless another is named):
 //
 //	prepareRotationLocked   save a token an earlier rotation could not save; refuse a lost token;
 //	                        settle unfinished rotations (wal.go)
@@ -26,7 +21,8 @@ import (
 //	                        proven to work
 //	probeBeforeRefresh      never refresh a token inabit does not vouch for right now
 //	refreshLocked           under loginMu: WAL + in-flight status, the one non-idempotent call,
-//	                        the new token in use and saved (or held in memory)
+//	                        the new token in use and saved, or held in memory (rotation_refresh.go)
+//	verifyRotatedToken      a new token is healthy only once inabit issues an access token for it
 //	conclude*               record what happened (rotation_outcome.go)
 const (
 	eventRotate     = "inabit/login-token-rotate"
@@ -57,11 +53,6 @@ type outcomeError struct {
 
 func (e *outcomeError) Error() string { return e.msg }
 func (e *outcomeError) Unwrap() error { return e.err }
-
-func tokenHash(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(sum[:])
-}
 
 // detached is ctx without its cancellation or deadline, bounded by its own timeout. A caller that
 // hangs up (Ctrl-C, the CLI's timeout, max_request_duration, the tick's 90 s) must not make
@@ -145,6 +136,59 @@ func (b *backend) prepareRotationLocked(ctx context.Context, s logical.Storage) 
 	return b.settleWALsLocked(ctx, s, cfg)
 }
 
+// persistHeldLocked retries saving a rotated token that storage refused earlier. Callers hold
+// b.mu and pass a context detached from any caller.
+func (b *backend) persistHeldLocked(ctx context.Context, s logical.Storage) error {
+	cfg, walID, ok := b.login.held()
+	if !ok {
+		return nil
+	}
+	cfg.clearRotationStatus()
+	if err := putConfig(ctx, s, cfg); err != nil {
+		b.logger.Error("rotated login token still not saved; holding it in memory", "error", err)
+		return err
+	}
+	b.login.saved(cfg)
+	b.deleteWAL(ctx, s, walID)
+	b.logger.Info("rotated login token saved to storage after earlier failures")
+	b.sendRotationEvent(ctx, eventRotate, triggerRetrySave, "login_token_expires_at", formatTime(cfg.claims().ExpiresAt))
+	// Saved with a clean status: it is healthy only once inabit accepts it.
+	b.verifyRotatedToken(ctx, s, cfg, triggerRetrySave)
+	return nil
+}
+
+// confirmTokenLocked is the tick's second look at a token a read saw inabit reject, or one whose
+// status says it is not yet proven to work: LOST within a tick or two of the first rejection,
+// healthy again once inabit issues an access token with it. Callers hold b.mu.
+func (b *backend) confirmTokenLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig) (*inabitConfig, error) {
+	at, rejected := b.login.rejection(cfg.LoginToken)
+	switch {
+	case rejected && b.mono()-at < rotation.ConfirmAfter:
+		return cfg, nil // a second answer a few seconds later, not the same glitch twice
+	case !rejected && !cfg.ProbeBeforeRefresh:
+		return cfg, nil
+	}
+	p, a, err := b.probe(ctx, b.clientFor(cfg), cfg)
+	o, changed := rotation.ConfirmRejection(p, a, causeOf(err), rejected)
+	switch {
+	case !changed:
+		updated, werr := b.writeStatus(ctx, s, cfg.LoginToken, func(c *inabitConfig) bool {
+			if !c.ProbeBeforeRefresh || c.LoginTokenLost {
+				return false
+			}
+			c.clearRotationStatus()
+			return true
+		})
+		if werr != nil || updated == nil {
+			return cfg, nil
+		}
+		return updated, nil
+	case o.Kind == rotation.Unconfirmed && cfg.ProbeBeforeRefresh:
+		return cfg, nil // already said; the rotation, if due, asks again
+	}
+	return nil, b.conclude(ctx, s, cfg, triggerConfirm, o, err)
+}
+
 // rotateLocked is one rotation of cfg's login token. Callers hold b.mu.
 func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger string) (*inabitConfig, error) {
 	client := b.clientFor(cfg)
@@ -172,167 +216,56 @@ func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, cfg *inab
 	return r.newCfg, nil
 }
 
-// refreshResult is what refreshLocked did: each error names the step that failed.
-type refreshResult struct {
-	walID      string
-	startedAt  time.Time
-	newCfg     *inabitConfig
-	recordsErr error // the WAL or in-flight status could not be written: inabit was not called
-	refreshErr error // the refresh did not hand us a new token
-	saveErr    error // the new token is in use but storage refused it
-}
-
-// refreshLocked holds loginMu from before the WAL's start time until the new token is in use: no
-// reader presents the old token while inabit is killing it, and no reader's fetch can hold the
-// refresh back past the start time its WAL entry records for other nodes.
-func (b *backend) refreshLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client inabitAPI) (r refreshResult) {
-	b.loginMu.Lock()
-	defer b.loginMu.Unlock()
-	b.crashPoint(crashBeforeWAL)
-	r.startedAt = b.now().UTC()
-	if r.walID, r.recordsErr = b.writeRotationRecords(ctx, s, cfg, r.startedAt); r.recordsErr != nil {
-		return r
-	}
-	b.crashPoint(crashAfterWAL)
-	var newToken string
-	if newToken, r.refreshErr = b.sendRefresh(ctx, client, cfg); r.refreshErr != nil {
-		return r
-	}
-	b.crashPoint(crashAfterRefresh)
-	r.newCfg, r.saveErr = b.installRotatedTokenLocked(ctx, s, cfg, newToken, r.walID)
-	return r
-}
-
-// writeRotationRecords writes the WAL entry and the in-flight status, or neither. This node's
-// clock for settling the entry starts before the entry exists, and the refresh is sent at most
-// MaxRecordLatency later (on the monotonic clock), which the settle budget allows for.
-func (b *backend) writeRotationRecords(ctx context.Context, s logical.Storage, cfg *inabitConfig, startedAt time.Time) (string, error) {
-	monoStart := b.mono()
-	walID, err := framework.PutWAL(ctx, s, walKindRotation, &rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: startedAt,
-		SettleAfter: cfg.Budget().SettleAfter()})
-	if err != nil {
-		return "", err
-	}
-	b.login.walSeenAt(walID, monoStart)
-	if err := b.markRefreshInFlight(ctx, s, cfg, startedAt); err != nil {
-		b.deleteWAL(ctx, s, walID)
-		return "", err
-	}
-	if took := b.mono() - monoStart; took > rotation.MaxRecordLatency {
-		b.deleteWAL(ctx, s, walID)
-		return "", fmt.Errorf("writing the rotation records took %s", took.Round(time.Second))
-	}
-	return walID, nil
-}
-
-// markRefreshInFlight writes, before the refresh is sent, the status that must stand if this
-// node dies before inabit's answer is saved: the outcome is then unknown until the WAL entry is
-// settled. A successful rotation or a recorded failure replaces it. Only storage is written: the
-// cached config, which token reads warn from, keeps its healthy status while the call runs.
-func (b *backend) markRefreshInFlight(ctx context.Context, s logical.Storage, cfg *inabitConfig, startedAt time.Time) error {
-	checkAt := cfg.Budget().OutcomeCheckAt(startedAt)
-	cur, err := readConfig(ctx, s)
-	if err != nil {
-		return err
-	}
-	if cur == nil || cur.LoginToken != cfg.LoginToken {
-		return errTokenMovedOn
-	}
-	cur.LastRotationError = rotation.InFlightMessage(startedAt, checkAt)
-	cur.LastRotationErrorAt = startedAt
-	cur.OutcomeCheckAt = checkAt
-	return putConfig(ctx, s, cur)
-}
-
-// sendRefresh makes the refresh call under its own timeout.
-func (b *backend) sendRefresh(ctx context.Context, client inabitAPI, cfg *inabitConfig) (string, error) {
-	rctx, cancel := context.WithTimeout(ctx, cfg.Budget().Call())
-	defer cancel()
-	newToken, answerErrors, err := client.RefreshLoginToken(rctx, cfg.LoginToken)
-	if err == nil && answerErrors != "" {
-		b.logger.Warn("inabit's answer to the refresh carried the new login token and GraphQL errors; keeping the token", "errors", answerErrors)
-	}
-	if said := inabitSaid(err); said != "" {
-		b.logger.Warn("inabit's answer to the refresh was not the new login token", "error", err, "answer_said", said)
-	}
-	// Surrounding whitespace is never part of a JWT, and sent back it would make every later
-	// Authorization header invalid.
-	return strings.TrimSpace(newToken), err
-}
-
-// saveTries is how often a rotated token's save is tried before it is held in memory; the tries
-// are about 100 ms, 200 ms and 400 ms apart (±20 %, at most 1 s), while ctx lasts.
-const saveTries = 4
-
-// installRotatedTokenLocked makes the new token the one in use and persists it. If storage keeps
-// failing it is held in memory (the only copy left) and saving is retried on every tick.
-// Callers hold b.mu and b.loginMu.
-func (b *backend) installRotatedTokenLocked(ctx context.Context, s logical.Storage, old *inabitConfig, newToken, walID string) (*inabitConfig, error) {
-	now := b.now().UTC()
-	cfg := old.clone()
-	cfg.LoginToken = newToken
-	cfg.LoginTokenStoredAt = now
-	cfg.LastRotatedAt = now
-	cfg.clearRotationStatus()
-	b.login.use(cfg, nil)
-
-	// Not backoff.Retry: it waits on a timer of its own; these waits are on the backend's clock.
-	wait := &backoff.ExponentialBackOff{
-		InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: time.Second,
-	}
-	wait.Reset()
-	err := putConfig(ctx, s, cfg)
-	for try := 1; err != nil && try < saveTries; try++ {
-		if err = b.sleep(ctx, wait.NextBackOff()); err != nil {
-			break // ctx ended: its cause is the error
-		}
-		err = putConfig(ctx, s, cfg)
-	}
-	if err == nil {
-		return cfg, nil
-	}
-	b.login.hold(cfg, walID)
-	return cfg, err
-}
-
-// persistHeldLocked retries saving a rotated token that storage refused earlier. Callers hold
-// b.mu and pass a context detached from any caller.
-func (b *backend) persistHeldLocked(ctx context.Context, s logical.Storage) error {
-	cfg, walID, ok := b.login.held()
-	if !ok {
+// probeBeforeRefreshLocked asks inabit, right before a refresh, whether the token works, unless
+// inabit issued an access token for it in this process and has not rejected it since: a dead
+// token is reported lost instead of refreshed (even after a restart forgot an earlier
+// rejection), and no refresh is sent while inabit cannot vouch for it.
+func (b *backend) probeBeforeRefreshLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client inabitAPI, trigger string) error {
+	if !cfg.ProbeBeforeRefresh && b.login.provenAlive(cfg.LoginToken) {
 		return nil
 	}
-	cfg.clearRotationStatus()
-	if err := putConfig(ctx, s, cfg); err != nil {
-		b.logger.Error("rotated login token still not saved; holding it in memory", "error", err)
-		return err
+	doubt := b.doubt(cfg) // before the probe, which notes a rejection of its own
+	p, a, err := b.probe(ctx, client, cfg)
+	o, proceed := rotation.BeforeRefresh(p, a, causeOf(err), doubt)
+	if proceed {
+		return nil
 	}
-	b.login.saved(cfg)
-	b.deleteWAL(ctx, s, walID)
-	b.logger.Info("rotated login token saved to storage after earlier failures")
-	b.sendRotationEvent(ctx, eventRotate, triggerRetrySave, "login_token_expires_at", formatTime(cfg.claims().ExpiresAt))
-	// Saved with a clean status: it is healthy only once inabit accepts it.
-	b.verifyRotatedToken(ctx, s, cfg, triggerRetrySave)
-	return nil
+	return b.conclude(ctx, s, cfg, trigger, o, err)
 }
 
-func (b *backend) deleteWAL(ctx context.Context, s logical.Storage, walID string) {
-	if walID == "" {
-		return
-	}
-	b.login.forgetWAL(walID)
-	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
-		// Harmless: an entry whose hash no longer matches the stored token is dropped by the next
-		// check, and one that still matches is settled by probing.
-		b.logger.Warn("could not delete rotation WAL entry", "error", err)
+// doubt is what this node holds against cfg's token before the probe that precedes a refresh.
+func (b *backend) doubt(cfg *inabitConfig) rotation.Doubt {
+	at, rejected := b.login.rejection(cfg.LoginToken)
+	deadline := rotation.ExpiryDeadline(cfg.token(cfg.claims()), cfg.Budget())
+	return rotation.Doubt{
+		Rejected:    rejected,
+		Confirmable: rejected && b.mono()-at >= rotation.ConfirmAfter,
+		Unproven:    cfg.ProbeBeforeRefresh,
+		AtDeadline:  !deadline.IsZero() && !b.now().Before(deadline),
 	}
 }
 
-// sendRotationEvent names the path only for rotations an operator asked for; ticks have none.
-func (b *backend) sendRotationEvent(ctx context.Context, eventType, trigger string, metadata ...string) {
-	md := []string{"trigger", trigger}
-	if trigger == triggerManual {
-		md = append(md, "path", pathRotateRootPattern)
+// verifyRotatedToken proves the new token works and warms the cache for readers waiting behind
+// this rotation. A new token that is not a JWT with a future exp, or that inabit does not accept
+// at once, is not reported healthy: the status says so, reads warn, and the next tick asks again
+// (a rejection confirmed then is LOST). It returns that report for rotate-root's warning.
+func (b *backend) verifyRotatedToken(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger string) *outcomeError {
+	var problem string
+	if cl, err := parseClaims(cfg.LoginToken); err != nil {
+		problem = "inabit's new login token is " + err.Error()
+	} else if !cl.ExpiresAt.IsZero() && !cl.ExpiresAt.After(b.now()) {
+		problem = "inabit's new login token expired at " + formatTime(cl.ExpiresAt)
 	}
-	b.sendEvent(ctx, eventType, append(md, metadata...)...)
+	if _, err := b.accessToken(ctx, s); err != nil {
+		if problem != "" {
+			problem += "; "
+		}
+		problem += "fetching an access token with it failed: " + err.Error()
+	}
+	if problem == "" {
+		return nil
+	}
+	var oerr *outcomeError
+	errors.As(b.conclude(ctx, s, cfg, trigger, rotation.Outcome{Kind: rotation.Unconfirmed, Why: rotation.WhyVerify, Cause: problem}, nil), &oerr)
+	return oerr
 }

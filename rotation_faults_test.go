@@ -1,8 +1,8 @@
 package inabit
 
-// Tests of rotation.go under faults around the refresh: a caller or a tick whose context ends,
-// a reader holding the refresh back, a failed manual rotation, a proxy's page, storage refusing
-// the new token's save.
+// Tests of rotation.go and rotation_refresh.go under faults around the refresh: a caller or a
+// tick whose context ends, a reader holding the refresh back, a failed manual rotation, a proxy's
+// page, storage refusing the new token's save.
 
 import (
 	"context"

@@ -68,67 +68,6 @@ func (b *backend) probe(ctx context.Context, client inabitAPI, cfg *inabitConfig
 	return p, a, err
 }
 
-// doubt is what this node holds against cfg's token before the probe that precedes a refresh.
-func (b *backend) doubt(cfg *inabitConfig) rotation.Doubt {
-	at, rejected := b.login.rejection(cfg.LoginToken)
-	deadline := rotation.ExpiryDeadline(cfg.token(cfg.claims()), cfg.Budget())
-	return rotation.Doubt{
-		Rejected:    rejected,
-		Confirmable: rejected && b.mono()-at >= rotation.ConfirmAfter,
-		Unproven:    cfg.ProbeBeforeRefresh,
-		AtDeadline:  !deadline.IsZero() && !b.now().Before(deadline),
-	}
-}
-
-// probeBeforeRefreshLocked asks inabit, right before a refresh, whether the token works, unless
-// inabit issued an access token for it in this process and has not rejected it since: a dead
-// token is reported lost instead of refreshed (even after a restart forgot an earlier
-// rejection), and no refresh is sent while inabit cannot vouch for it.
-func (b *backend) probeBeforeRefreshLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig, client inabitAPI, trigger string) error {
-	if !cfg.ProbeBeforeRefresh && b.login.provenAlive(cfg.LoginToken) {
-		return nil
-	}
-	doubt := b.doubt(cfg) // before the probe, which notes a rejection of its own
-	p, a, err := b.probe(ctx, client, cfg)
-	o, proceed := rotation.BeforeRefresh(p, a, causeOf(err), doubt)
-	if proceed {
-		return nil
-	}
-	return b.conclude(ctx, s, cfg, trigger, o, err)
-}
-
-// confirmTokenLocked is the tick's second look at a token a read saw inabit reject, or one whose
-// status says it is not yet proven to work: LOST within a tick or two of the first rejection,
-// healthy again once inabit issues an access token with it. Callers hold b.mu.
-func (b *backend) confirmTokenLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig) (*inabitConfig, error) {
-	at, rejected := b.login.rejection(cfg.LoginToken)
-	switch {
-	case rejected && b.mono()-at < rotation.ConfirmAfter:
-		return cfg, nil // a second answer a few seconds later, not the same glitch twice
-	case !rejected && !cfg.ProbeBeforeRefresh:
-		return cfg, nil
-	}
-	p, a, err := b.probe(ctx, b.clientFor(cfg), cfg)
-	o, changed := rotation.ConfirmRejection(p, a, causeOf(err), rejected)
-	switch {
-	case !changed:
-		updated, werr := b.writeStatus(ctx, s, cfg.LoginToken, func(c *inabitConfig) bool {
-			if !c.ProbeBeforeRefresh || c.LoginTokenLost {
-				return false
-			}
-			c.clearRotationStatus()
-			return true
-		})
-		if werr != nil || updated == nil {
-			return cfg, nil
-		}
-		return updated, nil
-	case o.Kind == rotation.Unconfirmed && cfg.ProbeBeforeRefresh:
-		return cfg, nil // already said; the rotation, if due, asks again
-	}
-	return nil, b.conclude(ctx, s, cfg, triggerConfirm, o, err)
-}
-
 // concludeRefreshFailure decides what a failed refresh means for the login token.
 func (b *backend) concludeRefreshFailure(ctx context.Context, s logical.Storage, cfg *inabitConfig, client inabitAPI, trigger string, r refreshResult) error {
 	a, retryAfter := answerOf(r.refreshErr)
@@ -175,31 +114,6 @@ func (b *backend) concludeUnsaved(ctx context.Context, r refreshResult, trigger 
 	return &outcomeError{outcome: o, msg: msg, err: r.saveErr}
 }
 
-// verifyRotatedToken proves the new token works and warms the cache for readers waiting behind
-// this rotation. A new token that is not a JWT with a future exp, or that inabit does not accept
-// at once, is not reported healthy: the status says so, reads warn, and the next tick asks again
-// (a rejection confirmed then is LOST). It returns that report for rotate-root's warning.
-func (b *backend) verifyRotatedToken(ctx context.Context, s logical.Storage, cfg *inabitConfig, trigger string) *outcomeError {
-	var problem string
-	if cl, err := parseClaims(cfg.LoginToken); err != nil {
-		problem = "inabit's new login token is " + err.Error()
-	} else if !cl.ExpiresAt.IsZero() && !cl.ExpiresAt.After(b.now()) {
-		problem = "inabit's new login token expired at " + formatTime(cl.ExpiresAt)
-	}
-	if _, err := b.accessToken(ctx, s); err != nil {
-		if problem != "" {
-			problem += "; "
-		}
-		problem += "fetching an access token with it failed: " + err.Error()
-	}
-	if problem == "" {
-		return nil
-	}
-	var oerr *outcomeError
-	errors.As(b.conclude(ctx, s, cfg, trigger, rotation.Outcome{Kind: rotation.Unconfirmed, Why: rotation.WhyVerify, Cause: problem}, nil), &oerr)
-	return oerr
-}
-
 // errTokenMovedOn: the stored login token changed since the rotation read it.
 var errTokenMovedOn = errors.New("the stored login token changed since this rotation read it")
 
@@ -240,6 +154,15 @@ func (b *backend) conclude(ctx context.Context, s logical.Storage, cfg *inabitCo
 	}
 	b.sendRotationEvent(ctx, eventRotateFail, trigger, "error", msg, "login_token_lost", o.EventLost())
 	return oerr
+}
+
+// sendRotationEvent names the path only for rotations an operator asked for; ticks have none.
+func (b *backend) sendRotationEvent(ctx context.Context, eventType, trigger string, metadata ...string) {
+	md := []string{"trigger", trigger}
+	if trigger == triggerManual {
+		md = append(md, "path", pathRotateRootPattern)
+	}
+	b.sendEvent(ctx, eventType, append(md, metadata...)...)
 }
 
 // writeStatus applies update to the stored config, but only while it still holds loginToken: a

@@ -1,6 +1,7 @@
 package inabit
 
-// Tests of rotation_outcome.go for rejections: kept across restarts and refused writes; LOST stays.
+// Tests of rejections (rotation.go's checks, rotation_outcome.go's conclusions): kept across
+// restarts and refused writes; LOST stays.
 
 import (
 	"context"

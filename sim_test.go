@@ -1,9 +1,9 @@
 package inabit
 
 // A deterministic, seeded simulation of a Vault cluster running this plugin against an inabit that
-// misbehaves in every way the rotation protocol must survive. The cluster and its requests are in
-// sim_node_test.go, storage and the virtual clock in sim_world_test.go, inabit in
-// sim_inabit_test.go and sim_transport_test.go, the steps in sim_steps_test.go and
+// misbehaves in every way the rotation protocol must survive. The cluster is in sim_node_test.go,
+// its requests in sim_request_test.go, storage and the virtual clock in sim_world_test.go, inabit
+// in sim_inabit_test.go and sim_transport_test.go, the steps in sim_steps_test.go and
 // sim_time_test.go, the invariants in sim_check_test.go (and a test of the checkers in
 // sim_selftest_test.go).
 //

@@ -152,6 +152,18 @@ func (b *backend) notePending(ctx context.Context, s logical.Storage, cfg *inabi
 	return &outcomeError{outcome: o, msg: msg}
 }
 
+func (b *backend) deleteWAL(ctx context.Context, s logical.Storage, walID string) {
+	if walID == "" {
+		return
+	}
+	b.login.forgetWAL(walID)
+	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+		// Harmless: an entry whose hash no longer matches the stored token is dropped by the next
+		// check, and one that still matches is settled by probing.
+		b.logger.Warn("could not delete rotation WAL entry", "error", err)
+	}
+}
+
 func decodeWAL(data interface{}) (*rotationWAL, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
