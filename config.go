@@ -35,6 +35,8 @@ const (
 	fieldRequestTimeout           = "request_timeout"
 	fieldVerifyConnection         = "verify_connection"
 	fieldRefreshGracePeriod       = "refresh_grace_period"
+	// fieldForce is a delete's only field, never stored: delete a live login token anyway.
+	fieldForce = "force"
 
 	fieldLoginTokenIssuedAt  = "login_token_issued_at"
 	fieldLoginTokenExpiresAt = "login_token_expires_at"
@@ -129,6 +131,13 @@ func (c *inabitConfig) plannedRotation(now time.Time) (time.Time, string) {
 func (c *inabitConfig) nextRotationAt(now time.Time) time.Time {
 	t, _ := c.plannedRotation(now)
 	return t
+}
+
+// holdsLiveLoginToken says the stored login token may still work: not known lost, not expired.
+// Deleting such a config loses the only copy of the token.
+func (c *inabitConfig) holdsLiveLoginToken(now time.Time) bool {
+	exp := c.claims().ExpiresAt
+	return c.LoginToken != "" && !c.LoginTokenLost && (exp.IsZero() || exp.After(now))
 }
 
 // clearRotationStatus is the status of a mount whose rotation problems are behind it.
