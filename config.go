@@ -202,6 +202,10 @@ func applyConfigFields(cfg *inabitConfig, d *framework.FieldData, creating bool,
 			continue
 		}
 		v := time.Duration(raw.(int)) * time.Second
+		if v == 0 && f.field == fieldRotationPeriod {
+			*f.dst = 0 // Vault's "not set": applySchedule says what it means
+			continue
+		}
 		if v < f.min || v > f.max {
 			return fmt.Errorf("%s must be between %s and %s, got %s", f.field, f.min, f.max, v)
 		}
@@ -220,9 +224,12 @@ func applyConfigFields(cfg *inabitConfig, d *framework.FieldData, creating bool,
 // token that inabit chose to make short-lived (its expiry wins anyway).
 func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, newToken bool) error {
 	rawSchedule, scheduleGiven := d.GetOk(fieldRotationSchedule)
-	_, periodGiven := d.GetOk(fieldRotationPeriod)
+	rawPeriod, periodGiven := d.GetOk(fieldRotationPeriod)
 	rawWindow, windowGiven := d.GetOk(fieldRotationWindow)
-	if scheduleGiven && periodGiven {
+	// As in Vault (automatedrotationutil), rotation_period=0 and an empty rotation_schedule are
+	// "not set": they exclude nothing, and a zero period switches no schedule off.
+	periodSet := periodGiven && rawPeriod.(int) != 0
+	if scheduleGiven && strings.TrimSpace(rawSchedule.(string)) != "" && periodSet {
 		return fmt.Errorf("mutually exclusive fields %s and %s were both specified; only one of them can be provided", fieldRotationSchedule, fieldRotationPeriod)
 	}
 	switch {
@@ -237,10 +244,10 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, new
 		cfg.RotationSchedule, cfg.RotationPeriod = expr, 0
 	case scheduleGiven: // an empty schedule goes back to the period
 		cfg.RotationSchedule, cfg.RotationWindow = "", 0
-		if cfg.RotationPeriod == 0 {
+		if cfg.RotationPeriod == 0 && !periodGiven {
 			cfg.RotationPeriod = defaultRotationPeriod
 		}
-	case periodGiven:
+	case periodSet:
 		cfg.RotationSchedule, cfg.RotationWindow = "", 0
 	}
 	if windowGiven {

@@ -45,7 +45,8 @@ func pathConfig(b *backend) *framework.Path {
 			fieldRotationPeriod: {
 				Type: framework.TypeDurationSecond,
 				Description: "Rotate the login token once it is this old (from its iat, else from when Vault " +
-					"stored it). At least 1m and shorter than the token's lifetime.",
+					"stored it). At least 1m and shorter than the token's lifetime. 0 means not set, as in Vault: " +
+					"with rotation_schedule the schedule applies, alone it rotates the token only before it expires.",
 				Default:      int(defaultRotationPeriod.Seconds()),
 				DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation period"},
 			},
@@ -285,8 +286,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if tokenChanged {
 		b.logger.Info("login token written to config", "expires_at", formatTime(cfg.claims().ExpiresAt))
 	}
+	var warnings []string
 	if tok := cfg.token(cfg.claims()); rotation.TooShortLived(tok, cfg.Budget()) {
-		return &logical.Response{Warnings: []string{rotation.ShortLivedWarning(tok, cfg.Budget(), b.mountOrDefault())}}, nil
+		warnings = append(warnings, rotation.ShortLivedWarning(tok, cfg.Budget(), b.mountOrDefault()))
+	} else if w := rotation.NoPolicyWarning(cfg.Settings, tok, b.mountOrDefault()); w != "" {
+		warnings = append(warnings, w)
+	}
+	if len(warnings) > 0 {
+		return &logical.Response{Warnings: warnings}, nil
 	}
 	return nil, nil
 }
