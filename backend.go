@@ -17,10 +17,6 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Version is reported to Vault as the plugin's running version; release builds set it with
-// -ldflags "-X github.com/inabit/vault-plugin-secrets-inabit.Version=v1.2.3".
-var Version = "v0.1.0-dev"
-
 const backendHelp = `
 The inabit secrets engine keeps an inabit API user's login token inside Vault, rotates it
 long before it expires, and issues short-lived inabit access tokens as leases.
@@ -105,7 +101,7 @@ func newBackend(conf *logical.BackendConfig) *backend {
 		WALRollbackMinAge: defaultWALRollbackMinAge,
 		Invalidate:        b.invalidate,
 		Clean:             b.clean,
-		RunningVersion:    Version,
+		RunningVersion:    pluginVersion(),
 	}
 	return b
 }

@@ -274,8 +274,9 @@ func (e *testEnv) assertNoTokenLeak(t testing.TB) {
 
 func TestFactoryReportsVersionAndPaths(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
-	if got := env.b.PluginVersion().Version; got != Version {
-		t.Fatalf("running version = %q, want %q", got, Version)
+	// A test binary has neither a stamp nor a module version ("(devel)").
+	if got := env.b.PluginVersion().Version; got != pluginVersion() || got != devVersion {
+		t.Fatalf("running version = %q, want %q (pluginVersion %q)", got, devVersion, pluginVersion())
 	}
 	if got := env.b.Type(); got != logical.TypeLogical {
 		t.Fatalf("backend type = %v", got)

@@ -35,6 +35,8 @@ const (
 	fieldRequestTimeout           = "request_timeout"
 	fieldVerifyConnection         = "verify_connection"
 	fieldRefreshGracePeriod       = "refresh_grace_period"
+	// fieldForce is a delete's only field, never stored: delete a live login token anyway.
+	fieldForce = "force"
 
 	fieldLoginTokenIssuedAt  = "login_token_issued_at"
 	fieldLoginTokenExpiresAt = "login_token_expires_at"
@@ -133,6 +135,13 @@ func (c *inabitConfig) nextRotationAt(now time.Time) time.Time {
 	return t
 }
 
+// holdsLiveLoginToken says the stored login token may still work: not known lost, not expired.
+// Deleting such a config loses the only copy of the token.
+func (c *inabitConfig) holdsLiveLoginToken(now time.Time) bool {
+	exp := c.claims().ExpiresAt
+	return c.LoginToken != "" && !c.LoginTokenLost && (exp.IsZero() || exp.After(now))
+}
+
 // clearRotationStatus is the status of a mount whose rotation problems are behind it.
 func (c *inabitConfig) clearRotationStatus() { c.Status = rotation.Status{} }
 
@@ -195,6 +204,10 @@ func applyConfigFields(cfg *inabitConfig, d *framework.FieldData, creating bool,
 			continue
 		}
 		v := time.Duration(raw.(int)) * time.Second
+		if v == 0 && f.field == fieldRotationPeriod {
+			*f.dst = 0 // Vault's "not set": applySchedule says what it means
+			continue
+		}
 		if v < f.min || v > f.max {
 			return fmt.Errorf("%s must be between %s and %s, got %s", f.field, f.min, f.max, v)
 		}
@@ -213,9 +226,12 @@ func applyConfigFields(cfg *inabitConfig, d *framework.FieldData, creating bool,
 // token that inabit chose to make short-lived (its expiry wins anyway).
 func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, newToken bool) error {
 	rawSchedule, scheduleGiven := d.GetOk(fieldRotationSchedule)
-	_, periodGiven := d.GetOk(fieldRotationPeriod)
+	rawPeriod, periodGiven := d.GetOk(fieldRotationPeriod)
 	rawWindow, windowGiven := d.GetOk(fieldRotationWindow)
-	if scheduleGiven && periodGiven {
+	// As in Vault (automatedrotationutil), rotation_period=0 and an empty rotation_schedule are
+	// "not set": they exclude nothing, and a zero period switches no schedule off.
+	periodSet := periodGiven && rawPeriod.(int) != 0
+	if scheduleGiven && strings.TrimSpace(rawSchedule.(string)) != "" && periodSet {
 		return fmt.Errorf("mutually exclusive fields %s and %s were both specified; only one of them can be provided", fieldRotationSchedule, fieldRotationPeriod)
 	}
 	switch {
@@ -233,10 +249,10 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, new
 		cfg.RotationSchedule, cfg.RotationPeriod = expr, 0
 	case scheduleGiven: // an empty schedule goes back to the period
 		cfg.RotationSchedule, cfg.RotationWindow = "", 0
-		if cfg.RotationPeriod == 0 {
+		if cfg.RotationPeriod == 0 && !periodGiven {
 			cfg.RotationPeriod = defaultRotationPeriod
 		}
-	case periodGiven:
+	case periodSet:
 		cfg.RotationSchedule, cfg.RotationWindow = "", 0
 	}
 	if windowGiven {

@@ -45,7 +45,8 @@ func pathConfig(b *backend) *framework.Path {
 			fieldRotationPeriod: {
 				Type: framework.TypeDurationSecond,
 				Description: "Rotate the login token once it is this old (from its iat, else from when Vault " +
-					"stored it). At least 1m and shorter than the token's lifetime.",
+					"stored it). At least 1m and shorter than the token's lifetime. 0 means not set, as in Vault: " +
+					"with rotation_schedule the schedule applies, alone it rotates the token only before it expires.",
 				Default:      int(defaultRotationPeriod.Seconds()),
 				DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation period"},
 			},
@@ -98,6 +99,14 @@ func pathConfig(b *backend) *framework.Path {
 				Default:      true,
 				DisplayAttrs: &framework.DisplayAttributes{Name: "Verify connection"},
 			},
+			fieldForce: {
+				Type: framework.TypeBool,
+				Description: "Delete only: delete the config even though it holds a live login token, which is then " +
+					"gone (inabit cannot give it back). Without it such a delete is refused. " +
+					"`vault delete <mount>/config force=true`, or DELETE with ?force=true.",
+				Query:        true,
+				DisplayAttrs: &framework.DisplayAttributes{Name: "Force delete"},
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -128,7 +137,9 @@ login_token_issued_at, login_token_expires_at, last_rotated_at, next_rotation_at
 next_rotation_reason (rotation_period, rotation_schedule, expiry, retry or outcome_check),
 last_rotation_error (empty when healthy), rotation_failures and login_token_lost
 (true once the stored token is known dead; only writing a new login_token clears it).
-Deleting the config forgets the login token and every cached access token.
+Deleting the config forgets the login token and every cached access token. While the
+stored login token is live (not known lost, not expired) a delete is refused unless it
+carries force=true: it is the only copy, and inabit cannot give it back.
 `
 
 var errNoConfig = errors.New(`inabit is not configured: write the API user's login token to this mount's config first`)
@@ -185,6 +196,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse("invalid config: %s; the fields are %s", inabitapi.Redact(err.Error()), strings.Join(configFieldNames(), ", ")), nil
 	}
 	b.noteMount(req)
+	if _, ok := d.Raw[fieldForce]; ok {
+		return logical.ErrorResponse("%s applies only to a delete of %s; a write never needs it. Nothing was saved.", fieldForce, b.configPath()), nil
+	}
 	if !b.WriteSafeReplicationState() {
 		// Verification calls inabit; only the primary's active node may (the write is forwarded).
 		return nil, logical.ErrReadOnly
@@ -196,6 +210,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	old, err := b.authoritativeConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
+	}
+	if _, tokenGiven := d.GetOk(fieldLoginToken); old == nil && !tokenGiven {
+		return logical.ErrorResponse("%s is required on the first write: write it first with \"vault write %s %s=@login-token.jwt\", "+
+			"then the other settings (with Terraform: out of band, before the apply that writes them). Nothing was saved.",
+			fieldLoginToken, b.configPath(), fieldLoginToken), nil
 	}
 	cfg := old.clone()
 	if cfg == nil {
@@ -267,15 +286,42 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if tokenChanged {
 		b.logger.Info("login token written to config", "expires_at", formatTime(cfg.claims().ExpiresAt))
 	}
+	var warnings []string
 	if tok := cfg.token(cfg.claims()); rotation.TooShortLived(tok, cfg.Budget()) {
-		return &logical.Response{Warnings: []string{rotation.ShortLivedWarning(tok, cfg.Budget(), b.mountOrDefault())}}, nil
+		warnings = append(warnings, rotation.ShortLivedWarning(tok, cfg.Budget(), b.mountOrDefault()))
+	} else if w := rotation.NoPolicyWarning(cfg.Settings, tok, b.mountOrDefault()); w != "" {
+		warnings = append(warnings, w)
+	}
+	if len(warnings) > 0 {
+		return &logical.Response{Warnings: warnings}, nil
 	}
 	return nil, nil
 }
 
-func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+// pathConfigDelete forgets the config, but a plain delete of a live login token is refused: it is
+// the only copy (inabit killed every earlier one when it minted it), and tools delete without
+// asking (terraform destroy of the resource that wrote the settings). force=true deletes anyway.
+func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.noteMount(req)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !d.Get(fieldForce).(bool) {
+		cfg, err := b.authoritativeConfig(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		if cfg != nil && cfg.holdsLiveLoginToken(b.now()) {
+			path := b.configPath()
+			expires := "expiry unknown"
+			if exp := cfg.claims().ExpiresAt; !exp.IsZero() {
+				expires = "it expires at " + formatTime(exp)
+			}
+			return logical.ErrorResponse("%s holds the API user's live login token (%s), the only copy: inabit killed the earlier ones "+
+				"when it issued it, and only inabit support can issue another. Nothing was deleted. To delete it anyway: "+
+				"\"vault delete %s %s=true\" (HTTP: DELETE /v1/%s?%s=true). Terraform: set disable_delete = true on the "+
+				"vault_generic_endpoint that writes %s.", path, expires, path, fieldForce, path, fieldForce, path), nil
+		}
+	}
 	if err := req.Storage.Delete(ctx, configStorageKey); err != nil {
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}

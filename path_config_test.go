@@ -178,6 +178,7 @@ func TestConfigBadInput(t *testing.T) {
 		{"unknown field", map[string]interface{}{"login_tokn": "x"}, "login_tokn"},
 		{"token rejected by inabit", map[string]interface{}{"login_token": makeJWT(t, jwt.MapClaims{"iat": now.Unix(), "exp": now.Add(30 * 24 * time.Hour).Unix()})}, "login_token"},
 		{"unreachable url", map[string]interface{}{"url": "http://127.0.0.1:1/graphql", "request_timeout": 1}, "login_token"},
+		{"force on a write", map[string]interface{}{"force": true, "rotation_period": "100h"}, "force"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -271,7 +272,7 @@ func TestConfigDeleteForgetsEverything(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
 	env.readToken(t)
-	if _, err := env.request(logical.DeleteOperation, "config", nil); err != nil {
+	if _, err := env.requestOK(logical.DeleteOperation, "config", map[string]interface{}{"force": true}); err != nil {
 		t.Fatal(err)
 	}
 	if env.readConfig(t) != nil {

@@ -101,3 +101,74 @@ func TestExpiryWinsOverSchedule(t *testing.T) {
 		t.Fatalf("last event %s %v, want %s with trigger %s", last.Type, last.Event.Metadata.AsMap(), eventRotate, rotation.ReasonExpiry)
 	}
 }
+
+// Vault's automated-rotation fields (sdk/helper/automatedrotationutil) take rotation_period=0 as
+// "not set": it never excludes rotation_schedule, it leaves a stored schedule alone, and with no
+// schedule nothing is scheduled. A template that sends every field, 0 for the one it does not
+// use, works here as on Vault. Without a period or a schedule the token is still rotated at its
+// expiry deadline; the write says so.
+func TestRotationPeriodZeroIsNotSetAsInVault(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+
+	withSchedule := map[string]interface{}{"rotation_schedule": "0 10 * * 2", "rotation_period": 0}
+	if _, err := env.requestOK(logical.UpdateOperation, "config", withSchedule); err != nil {
+		t.Fatalf("rotation_schedule with rotation_period=0: %v", err)
+	}
+	cfg := env.readConfig(t)
+	if cfg["rotation_schedule"] != "0 10 * * 2" || cfg["rotation_period"] != int64(0) || cfg["next_rotation_reason"] != rotation.ReasonSchedule {
+		t.Fatalf("after rotation_schedule with rotation_period=0: %v", cfg)
+	}
+	// Sent again, or rotation_period=0 alone: the schedule stays and nothing is saved.
+	env.storage.failPutsTo(configStorageKey, true)
+	for _, data := range []map[string]interface{}{withSchedule, {"rotation_period": 0}} {
+		if _, err := env.requestOK(logical.UpdateOperation, "config", data); err != nil {
+			t.Fatalf("write %v on a schedule: %v (nothing should have changed)", data, err)
+		}
+	}
+	env.storage.failPutsTo(configStorageKey, false)
+	if cfg := env.readConfig(t); cfg["rotation_schedule"] != "0 10 * * 2" || cfg["next_rotation_reason"] != rotation.ReasonSchedule {
+		t.Fatalf("rotation_period=0 alone changed the schedule: %v", cfg)
+	}
+
+	// An empty rotation_schedule with a period: the period, as on Vault.
+	if _, err := env.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"rotation_schedule": "", "rotation_period": 86400}); err != nil {
+		t.Fatalf("empty rotation_schedule with rotation_period=86400: %v", err)
+	}
+	if cfg := env.readConfig(t); cfg["rotation_schedule"] != "" || cfg["rotation_period"] != int64(86400) || cfg["next_rotation_reason"] != rotation.ReasonPeriod {
+		t.Fatalf("after an empty rotation_schedule with rotation_period=86400: %v", cfg)
+	}
+
+	// Neither: no rotation by age or schedule, only at the expiry deadline, and the write says so.
+	for _, data := range []map[string]interface{}{{"rotation_period": 0}, {"rotation_period": 0, "rotation_schedule": ""}} {
+		resp, err := env.requestOK(logical.UpdateOperation, "config", data)
+		if err != nil {
+			t.Fatalf("write %v: %v", data, err)
+		}
+		cfg := env.readConfig(t)
+		if cfg["rotation_period"] != int64(0) || cfg["rotation_schedule"] != "" || cfg["next_rotation_reason"] != rotation.ReasonExpiry {
+			t.Fatalf("after %v: rotation_period %v, rotation_schedule %q, next rotation %v because %v; want 0, none, at the expiry deadline",
+				data, cfg["rotation_period"], cfg["rotation_schedule"], cfg["next_rotation_at"], cfg["next_rotation_reason"])
+		}
+		var warnings []string
+		if resp != nil {
+			warnings = resp.Warnings
+		}
+		if w := strings.Join(warnings, " "); !strings.Contains(w, "rotation_period is 0") || !strings.Contains(w, cfg["next_rotation_at"].(string)) ||
+			!strings.Contains(w, "disable_automated_rotation") {
+			t.Errorf("write %v: warnings %q do not say that only the expiry deadline (%v) rotates the token", data, warnings, cfg["next_rotation_at"])
+		}
+	}
+	env.tickOK(t)
+	env.clock.advance(20 * 24 * time.Hour) // past what any period would have allowed, short of the deadline
+	env.tickOK(t)
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 0 {
+		t.Fatalf("%d refreshes with rotation_period=0 and no schedule before the expiry deadline, want 0", got)
+	}
+	deadline := parseTimeField(t, "next_rotation_at", env.readConfig(t)["next_rotation_at"])
+	env.clock.advance(deadline.Sub(env.clock.now()) + time.Minute)
+	env.tickOK(t)
+	if got := env.mock.Calls(mockinabit.OpRefresh); got != 1 {
+		t.Fatalf("%d refreshes past the expiry deadline with rotation_period=0, want 1", got)
+	}
+}

@@ -127,6 +127,23 @@ func ScheduleWarning(set Settings, st Status, tok Token, now time.Time, mount st
 	return ""
 }
 
+// NoPolicyWarning says, at a config write, that neither rotation_period nor rotation_schedule is
+// set (Vault's rotation_period=0): only the expiry deadline rotates the token, or nothing when it
+// has no exp. Empty otherwise. mount is "inabit-admin/".
+func NoPolicyWarning(set Settings, tok Token, mount string) string {
+	if set.DisableAutomatedRotation || set.RotationSchedule != "" || set.RotationPeriod > 0 {
+		return ""
+	}
+	deadline := ExpiryDeadline(tok, set.Budget())
+	if deadline.IsZero() {
+		return fmt.Sprintf("rotation_period is 0 and no rotation_schedule is set, and the login token has no expiry: nothing rotates it "+
+			"on its own. Set rotation_period (360h suits 30-day tokens) or rotation_schedule in %sconfig, or rotate it with %srotate-root.", mount, mount)
+	}
+	return fmt.Sprintf("rotation_period is 0 and no rotation_schedule is set (Vault's \"not set\"): the login token is rotated only at %s, "+
+		"%s before it expires. Set rotation_period (360h suits 30-day tokens) or rotation_schedule in %sconfig to rotate it earlier, "+
+		"or disable_automated_rotation=true to rotate it only with rotate-root.", FormatTime(deadline), ExpiryMargin(tok, set.Budget()), mount)
+}
+
 // ShortLivedWarning is the warning for a token that TooShortLived.
 func ShortLivedWarning(tok Token, b Budget, mount string) string {
 	return fmt.Sprintf("the inabit login token lives %s, too short to be rotated reliably before it expires: Vault runs rotation once a "+

@@ -162,6 +162,9 @@ func policyDueAt(set Settings, tok Token, now time.Time) (time.Time, Reason) {
 	if set.RotationSchedule != "" {
 		return ScheduledAt(set, tok, now), ReasonSchedule
 	}
+	if set.RotationPeriod <= 0 {
+		return time.Time{}, "" // neither is set (Vault's rotation_period=0): only the expiry deadline
+	}
 	return tok.BornAt().Add(set.RotationPeriod), ReasonPeriod
 }
 

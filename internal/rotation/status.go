@@ -5,7 +5,8 @@ import "time"
 // Settings are the config fields the protocol reads. The root package embeds them in its stored
 // config, so their JSON names are the stored format and must not change.
 type Settings struct {
-	// RotationPeriod: rotate once the token is this old.
+	// RotationPeriod: rotate once the token is this old. Zero with no RotationSchedule (Vault's
+	// "not set" for both): Plan plans only the expiry deadline.
 	RotationPeriod time.Duration `json:"rotation_period"`
 	// RotationSchedule (cron, UTC) replaces RotationPeriod when set; RotationPeriod is then zero.
 	RotationSchedule string `json:"rotation_schedule,omitempty"`
