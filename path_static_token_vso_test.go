@@ -31,8 +31,9 @@ import (
 //     computeMaxJitterWithPercent(staticCredsJitterHorizon = 3 s, vdsJitterFactor = 0.05)
 //     (controller L47-51, controllers/common.go L67-77): uniform in [0, 150 ms). A zero horizon
 //     means VSO never requeues (controller L420-424): one sync, then nothing.
-//   - vsoAwaitsRotation: awaitVaultSecretRotation's decision to poll Vault again instead of
-//     taking the answer (controller L513-514, L581-591, L632-644; no rotation_schedule here).
+//   - awaitVaultSecretRotation (controller L513-514, L562-697) takes an answer at once only if
+//     its last_vault_rotation, to the second, differs from the last sync's (L585-591); otherwise
+//     it reads again at once and keeps polling, for up to 10 s, while ttl <= 2 (L610-644).
 
 // vsoStaticCreds is VSO's VaultStaticCredsMetaData.
 type vsoStaticCreds struct {
@@ -102,16 +103,6 @@ func vsoPostSyncHorizon(m vsoStaticCreds, jitter time.Duration) time.Duration {
 		horizon = time.Second
 	}
 	return horizon + jitter
-}
-
-// vsoAwaitsRotation says whether VSO, holding lastSync from its previous sync, would not take
-// this answer but poll Vault again (up to 10 s, then an error and a requeue): the answer is from
-// the same rotation as the last sync, to the second, and says the next one is at most 2 s away.
-func vsoAwaitsRotation(lastSync, now vsoStaticCreds) bool {
-	if !vsoIsStaticCreds(now) || lastSync.LastVaultRotation != now.LastVaultRotation {
-		return false
-	}
-	return now.TTL <= 2
 }
 
 // vsoView is the response data as VSO's Vault client sees it: JSON, numbers as json.Number.
@@ -222,10 +213,8 @@ func TestStaticTokenKeepsVSOStaticCredsFresh(t *testing.T) {
 								syncs+1, at.Sub(start), last.TTL, jitter, meta.TTL)
 						}
 						if meta.LastVaultRotation == last.LastVaultRotation {
-							t.Fatalf("sync %d: a new token under the same last_vault_rotation (%d): VSO takes it for the last sync's rotation", syncs+1, meta.LastVaultRotation)
-						}
-						if vsoAwaitsRotation(last, meta) {
-							t.Fatalf("sync %d: VSO would poll Vault for the rotation instead of taking this answer: %+v after %+v", syncs+1, meta, last)
+							t.Fatalf("sync %d: a new token under the last sync's last_vault_rotation (%+v after %+v): VSO would not take it at once but poll",
+								syncs+1, meta, last)
 						}
 					}
 					horizon := vsoPostSyncHorizon(meta, jitter)

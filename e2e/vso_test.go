@@ -27,9 +27,9 @@ import (
 //     ttl + 0.5 s + jitter after this one, the jitter uniform in [0, 150 ms)
 //     (computeMaxJitterWithPercent(3 s, 0.05): L47-51 and controllers/common.go L67-77); not
 //     static creds: horizon 0, and VSO never requeues (L420-424);
-//   - awaitVaultSecretRotation, L581-591 and L632-644: an answer from the same
-//     last_vault_rotation (to the second) as the last sync with ttl <= 2 is not taken; VSO polls
-//     Vault again instead.
+//   - awaitVaultSecretRotation, L562-697: an answer is taken at once only if its
+//     last_vault_rotation, to the second, differs from the last sync's (L585-591); otherwise VSO
+//     reads again at once and keeps polling, for up to 10 s, while ttl <= 2 (L610-644).
 
 type vsoStaticCreds struct {
 	LastVaultRotation int64
@@ -77,10 +77,6 @@ func (m vsoStaticCreds) postSyncHorizon(jitter time.Duration) time.Duration {
 	return time.Second + jitter
 }
 
-func (m vsoStaticCreds) awaitsRotationAfter(lastSync vsoStaticCreds) bool {
-	return m.isStaticCreds() && m.LastVaultRotation == lastSync.LastVaultRotation && m.TTL <= 2
-}
-
 // vsoFollower is one VaultDynamicSecret on path: what VSO keeps in its status, and the token the
 // Kubernetes Secret holds.
 type vsoFollower struct {
@@ -118,7 +114,7 @@ func (f *vsoFollower) sync(t *testing.T, c *api.Client, start time.Time, jitter 
 		}
 	}
 	// VSO's plain GET (doVault, L447-495) through the Vault API client's Logical()
-	// (vault/client.go L709-739), which decodes the data as this one does.
+	// (vault/client.go L709-740), which decodes the data as this one does.
 	s, err := c.Logical().Read(f.path)
 	if err != nil || s == nil {
 		t.Fatalf("%s: read: %v %v", f.path, s, err)
@@ -142,8 +138,8 @@ func (f *vsoFollower) sync(t *testing.T, c *api.Client, start time.Time, jitter 
 			t.Fatalf("%s sync %d at %s (ttl was %d s, jitter %s): the same token again, now with ttl %d; a re-read at VSO's horizon must get a fresh one",
 				f.path, f.syncs+1, rel(at), f.last.TTL, f.jitter.Round(time.Millisecond), meta.TTL)
 		}
-		if meta.LastVaultRotation == f.last.LastVaultRotation || meta.awaitsRotationAfter(f.last) {
-			t.Fatalf("%s sync %d: a new token under the last sync's last_vault_rotation (%+v after %+v): VSO would not take it as rotated",
+		if meta.LastVaultRotation == f.last.LastVaultRotation {
+			t.Fatalf("%s sync %d: a new token under the last sync's last_vault_rotation (%+v after %+v): VSO would not take it at once but poll",
 				f.path, f.syncs+1, meta, f.last)
 		}
 	}
