@@ -12,7 +12,8 @@ import (
 const (
 	pathStaticTokenPattern = "static-token"
 
-	fieldTTL = "ttl"
+	fieldTTL               = "ttl"
+	fieldLastVaultRotation = "last_vault_rotation"
 )
 
 func pathStaticToken(b *backend) *framework.Path {
@@ -39,11 +40,12 @@ func pathStaticToken(b *backend) *framework.Path {
 const pathStaticTokenHelp = `
 Returns the same shared, cached inabit access token as "token" (access_token, token_type
 "Bearer", expires_at) with no lease, the way Vault's database static-creds do. The data also
-carries ttl, the whole seconds until this path hands out a different token, and
-rotation_period, the access token's lifetime in seconds. Read again ttl + 1 seconds later to get
-a fresh token with at least access_token_min_ttl left; Vault Agent and consul-template do exactly
-that on their own. rotate-root and config writes replace the token sooner. Errors and warnings
-are the same as "token"'s.
+carries ttl, the whole seconds (rounded up) after which this path hands out a different token,
+rotation_period, the access token's lifetime in seconds, and last_vault_rotation, when the token
+was fetched (RFC 3339, UTC). Read again after ttl seconds to get a fresh token with at least
+access_token_min_ttl left; Vault Agent and consul-template (at ttl + 1) and the Vault Secrets
+Operator with allowStaticCreds (at ttl + 0.5) do that on their own. rotate-root and config writes
+replace the token sooner. Errors and warnings are the same as "token"'s.
 
 Which path to use: people, Vault Agent and applications that read now and then can use either.
 Applications that read at a high rate, or on every request, should read static-token: every read
@@ -52,11 +54,12 @@ memory (at 100 reads a second, some 84 000 live leases).
 `
 
 var staticTokenResponseFields = map[string]*framework.FieldSchema{
-	fieldAccessToken:    {Type: framework.TypeString, Description: "inabit access token (JWT) for the Authorization: Bearer header."},
-	fieldTokenType:      {Type: framework.TypeString, Description: `Always "Bearer".`},
-	fieldExpiresAt:      {Type: framework.TypeString, Description: "When the access token expires (RFC 3339, UTC)."},
-	fieldTTL:            {Type: framework.TypeInt64, Description: "Whole seconds until this path returns a different token; read again after ttl + 1 seconds."},
-	fieldRotationPeriod: {Type: framework.TypeInt64, Description: "The access token's lifetime in seconds."},
+	fieldAccessToken:       {Type: framework.TypeString, Description: "inabit access token (JWT) for the Authorization: Bearer header."},
+	fieldTokenType:         {Type: framework.TypeString, Description: `Always "Bearer".`},
+	fieldExpiresAt:         {Type: framework.TypeString, Description: "When the access token expires (RFC 3339, UTC)."},
+	fieldTTL:               {Type: framework.TypeInt64, Description: "Whole seconds, rounded up, after which this path returns a different token; read again after ttl seconds."},
+	fieldRotationPeriod:    {Type: framework.TypeInt64, Description: "The access token's lifetime in seconds."},
+	fieldLastVaultRotation: {Type: framework.TypeString, Description: "When the access token was fetched (RFC 3339, UTC)."},
 }
 
 // pathStaticTokenRead shares everything with pathTokenRead but the answer: a plain response, so
@@ -74,31 +77,40 @@ func (b *backend) pathStaticTokenRead(ctx context.Context, req *logical.Request,
 		fieldExpiresAt:      formatTime(at.expiresAt()),
 		fieldTTL:            int64(at.staticTTL(b.mono(), now, cfg.AccessTokenMinTTL) / time.Second),
 		fieldRotationPeriod: int64(at.lifetime() / time.Second),
+		// When this token was fetched: the Vault Secrets Operator treats the data as static
+		// creds (and re-syncs it after ttl) only if it has a non-zero last_vault_rotation.
+		fieldLastVaultRotation: formatTime(at.fetchedAt),
 	}}
 	b.addLoginTokenWarnings(resp, cfg, now)
 	return resp, nil
 }
 
-// staticTTL is how long static-token keeps returning this token. The cache hands a token out
-// while at least minTTL of it is left, so until expiresAt - minTTL: ttl is the whole seconds until
-// then, rounded down, so the token is still returned ttl seconds from now and a reader coming back
-// ttl + 1 seconds from now is past that point and gets a fresh token, which has at least minTTL to
-// live.
+// staticTTL is how long static-token keeps returning this token: a reader that comes back later
+// than ttl from now gets a different one. The cache hands a token out while at least minTTL of it
+// is left, so until expiresAt - minTTL: ttl is the time until then rounded up to the second. Vault
+// Agent comes back at ttl + 1 s and the Vault Secrets Operator at ttl + 0.5 s (plus up to 150 ms
+// of jitter); both are past that point and get a fresh token, which has at least minTTL to live,
+// while the one they hold still has minTTL less at most 2 s. Rounded down, a fetch that took
+// 10 ms would make ttl 0.99 s short, and VSO would come back just before the switch and get the
+// old token again.
 //
 // A token whose whole life is no longer than minTTL is never served from the cache (short-lived
 // tokens, or access_token_min_ttl set to the lifetime to mint per read): every read returns a
 // different one, and "come back in a second" would mint a token per reader per second. Such a
-// token gets half its remaining life instead, so the reader still re-reads well before it
-// expires. The choice depends on the lifetime, not on what is left, so it does not flip with the
-// milliseconds the fetch took. At least 1 s, like leaseTTL.
+// token gets half its remaining life instead, rounded down, so the reader still re-reads well
+// before it expires. The choice depends on the lifetime, not on what is left, so it does not flip
+// with the milliseconds the fetch took. At least 1 s, like leaseTTL.
 func (a *accessToken) staticTTL(mono time.Duration, now time.Time, minTTL time.Duration) time.Duration {
 	var ttl time.Duration
 	if a.life > minTTL {
-		ttl = a.remaining(mono, now) - minTTL
+		served := a.remaining(mono, now) - minTTL
+		if ttl = served.Truncate(time.Second); ttl < served {
+			ttl += time.Second
+		}
 	} else {
-		ttl = a.remaining(mono, now) / 2
+		ttl = (a.remaining(mono, now) / 2).Truncate(time.Second)
 	}
-	return max(ttl.Truncate(time.Second), time.Second)
+	return max(ttl, time.Second)
 }
 
 // lifetime is the token's whole life, rounded to the second, never below 1 s.

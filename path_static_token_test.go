@@ -91,8 +91,8 @@ func TestStaticTokenReadHasNoLease(t *testing.T) {
 	if rp, ok := resp.Data["rotation_period"].(int64); !ok || rp != 900 {
 		t.Fatalf("rotation_period = %T %v, want int64 900", resp.Data["rotation_period"], resp.Data["rotation_period"])
 	}
-	if len(resp.Data) != 5 {
-		t.Fatalf("data has %d fields, want 5: %v", len(resp.Data), resp.Data)
+	if len(resp.Data) != 6 {
+		t.Fatalf("data has %d fields, want 6: %v", len(resp.Data), keysOf(resp.Data))
 	}
 	if len(resp.Warnings) != 0 {
 		t.Fatalf("healthy read carried warnings: %v", resp.Warnings)
@@ -127,8 +127,10 @@ func TestStaticTTL(t *testing.T) {
 		want              time.Duration
 	}{
 		{"fresh 15m token, 10m min", 15 * time.Minute, 0, 10 * time.Minute, 5 * time.Minute},
-		{"fetch took 300ms: round down", 15 * time.Minute, 300 * time.Millisecond, 10 * time.Minute, 4*time.Minute + 59*time.Second},
+		{"fetch took 300ms: round up", 15 * time.Minute, 300 * time.Millisecond, 10 * time.Minute, 5 * time.Minute},
+		{"fetch took 10ms: round up", 15 * time.Minute, 10 * time.Millisecond, 10 * time.Minute, 5 * time.Minute},
 		{"cached 4m", 15 * time.Minute, 4 * time.Minute, 10 * time.Minute, time.Minute},
+		{"cached 3m59.2s: round up", 15 * time.Minute, 3*time.Minute + 59200*time.Millisecond, 10 * time.Minute, 61 * time.Second},
 		{"last served instant", 15 * time.Minute, 5 * time.Minute, 10 * time.Minute, time.Second},
 		{"under a second left in the cache", 15 * time.Minute, 5*time.Minute - 400*time.Millisecond, 10 * time.Minute, time.Second},
 		{"life one second over min", 601 * time.Second, 0, 10 * time.Minute, time.Second},

@@ -61,7 +61,8 @@ func (w *renderWatch) poll(t *testing.T, diag func() string) {
 // lease, and must re-render it at ttl+1 over several token lifetimes, so the file always holds a
 // live token with plenty of life left. Two mounts, one per branch of ttl:
 //   - inabit/: 150 s tokens, access_token_min_ttl 2m (the minimum). The cache serves a token for
-//     30 s, so ttl ≈ 29 and Agent re-renders every ~30 s, replacing a token with ~120 s left.
+//     30 s, so ttl = 30 (rounded up) and Agent re-renders every ~31 s, replacing a token with
+//     ~118 s left.
 //   - inabit-short/: 90 s tokens, min 2m: never cacheable, ttl is half the life (44 s), so Agent
 //     re-renders every ~45 s, replacing a token with ~45 s left.
 func TestVaultAgentRendersStaticToken(t *testing.T) {
