@@ -1,0 +1,44 @@
+package rotation
+
+import (
+	"testing"
+	"time"
+)
+
+// REVIEW 19.2: with rotation_schedule and rotation_window, ScheduledAt returns the latest missed
+// slot, and Plan adds the spread to it. When the schedule fires more often than the spread (every
+// 5 minutes, spread 14 minutes), each new slot becomes "the latest missed slot" before the
+// spread has run out: the planned time keeps moving 5 minutes ahead of now and a tick never finds
+// the rotation due. Without an exp the token is never rotated; with one it waits for the expiry
+// deadline (days later, all mounts of the herd at once, reason "expiry").
+func TestReview_SpreadNeverOutrunsAFrequentScheduleWithAWindow(t *testing.T) {
+	set := Settings{RotationSchedule: "*/5 * * * *", RotationWindow: time.Hour}
+	if w := SpreadWindow(set); w != MaxSpread {
+		t.Fatalf("spread window %s", w)
+	}
+	stored := utc("2026-12-01T12:02:00Z")
+	for _, tc := range []struct {
+		name string
+		tok  Token
+	}{
+		{"no exp", Token{StoredAt: stored, Spread: 14 * time.Minute}},
+		{"30-day token", Token{StoredAt: stored, IssuedAt: stored, ExpiresAt: stored.Add(30 * 24 * time.Hour), Spread: 14 * time.Minute}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Without the spread the first tick after 12:05 rotates; with it, by 12:05 + 14 min.
+			limit := utc("2026-12-01T12:05:00Z").Add(tc.tok.Spread + TickInterval)
+			var next time.Time
+			var reason Reason
+			for now := stored; now.Before(stored.Add(48 * time.Hour)); now = now.Add(TickInterval) {
+				next, reason = Plan(set, Status{}, tc.tok, now)
+				if !next.IsZero() && !now.Before(next) {
+					if now.After(limit) {
+						t.Fatalf("first due at %s (%s), want by %s", now.Format(time.RFC3339), reason, limit.Format(time.RFC3339))
+					}
+					return
+				}
+			}
+			t.Fatalf("no tick in 48 hours found the rotation due; the last plan was %s (%s)", next.Format(time.RFC3339), reason)
+		})
+	}
+}
