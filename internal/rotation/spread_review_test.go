@@ -42,3 +42,27 @@ func TestReview_SpreadNeverOutrunsAFrequentScheduleWithAWindow(t *testing.T) {
 		})
 	}
 }
+
+// REVIEW 19.2: the spread is applied to the policy's due time and then capped by the expiry
+// deadline, which itself is never spread; and at the deadline the process's refresh slots are
+// bypassed. So whenever the deadline comes before period + spread (a rotation_period the config
+// accepts: shorter than the lifetime, but within its last quarter / last day), every token of a
+// herd issued together is planned for the same minute, and all of them go to inabit at once,
+// without slots: the herd the change was meant to prevent. Spreading before the deadline
+// (deadline - spread) would keep them apart without ever passing it.
+func TestReview_AHerdPlannedAtTheExpiryDeadlineIsStillSpread(t *testing.T) {
+	iat := utc("2026-12-01T00:00:00Z")
+	set := Settings{RotationPeriod: 719 * time.Hour} // 30-day tokens: accepted (shorter than 720h)
+	perMinute := map[time.Time]int{}
+	for key := uint64(0); key < 500; key++ {
+		tok := Token{IssuedAt: iat, ExpiresAt: iat.Add(720 * time.Hour), StoredAt: iat,
+			Spread: Spread(set, key*0x9E3779B97F4A7C15, 500)}
+		next, _ := Plan(set, Status{}, tok, iat.Add(time.Hour))
+		perMinute[next.Truncate(time.Minute)]++
+	}
+	for m, n := range perMinute {
+		if n > 100 {
+			t.Errorf("%d of 500 mounts' rotations planned for the minute %s", n, m.Format(time.RFC3339))
+		}
+	}
+}
