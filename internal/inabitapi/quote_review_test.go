@@ -51,12 +51,13 @@ func rawService(t *testing.T, reply string) string {
 func TestReview_ErrorsNeverQuoteANonHTTPAnswer(t *testing.T) {
 	const secret = "s3cretInternalValue"
 	replies := map[string]string{
-		"ssh banner":           "SSH-2.0-OpenSSH_9.6 " + secret + "\r\n",
-		"smtp greeting":        "220 " + secret + " ESMTP ready\r\n",
-		"bad status code":      "HTTP/1.1 " + secret + " OK\r\n\r\n",
-		"header without colon": "HTTP/1.1 200 OK\r\n" + secret + " no colon here\r\n\r\n",
-		"bad content-length":   "HTTP/1.1 200 OK\r\nContent-Length: " + secret + "\r\n\r\n",
-		"transfer-encoding":    "HTTP/1.1 200 OK\r\nTransfer-Encoding: " + secret + "\r\n\r\n",
+		"a line without spaces": `{"db_password":"` + secret + `"}` + "\n",
+		"ssh banner":            "SSH-2.0-OpenSSH_9.6 " + secret + "\r\n",
+		"smtp greeting":         "220 " + secret + " ESMTP ready\r\n",
+		"bad status code":       "HTTP/1.1 " + secret + " OK\r\n\r\n",
+		"header without colon":  "HTTP/1.1 200 OK\r\n" + secret + " no colon here\r\n\r\n",
+		"bad content-length":    "HTTP/1.1 200 OK\r\nContent-Length: " + secret + "\r\n\r\n",
+		"transfer-encoding":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: " + secret + "\r\n\r\n",
 	}
 	for name, reply := range replies {
 		t.Run(name, func(t *testing.T) {
