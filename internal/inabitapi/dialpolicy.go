@@ -15,34 +15,61 @@ import (
 // and only the url's text check applies to it.
 
 var (
-	errLinkLocal    = errors.New("the url's host resolved to a link-local, cloud-metadata, multicast or unspecified address, which the plugin never calls")
-	errNotLoopback  = errors.New("the url uses http://, which is allowed only for a loopback address (a local test inabit), and its host resolved to another address: use https://")
-	metadataServers = []netip.Addr{
-		netip.MustParseAddr("fd00:ec2::254"),   // AWS IMDS over IPv6 (not link-local)
-		netip.MustParseAddr("100.100.100.200"), // Alibaba Cloud metadata
+	errLinkLocal   = errors.New("the url's host resolved to a link-local, cloud-metadata, multicast or unspecified address, which the plugin never calls")
+	errNotLoopback = errors.New("the url uses http://, which is allowed only for a loopback address (a local test inabit), and its host resolved to another address: use https://")
+	// Cloud instance services that are not link-local: AWS reserves fd00:ec2::/32 for IMDS
+	// (fd00:ec2::254) and the EKS Pod Identity agent (fd00:ec2::23), both of which hand out
+	// credentials; Azure's WireServer and Alibaba's metadata service sit at fixed IPv4 addresses.
+	metadataPrefixes = []netip.Prefix{
+		netip.MustParsePrefix("fd00:ec2::/32"),
+		netip.MustParsePrefix("168.63.129.16/32"),
+		netip.MustParsePrefix("100.100.100.200/32"),
 	}
-	nat64 = netip.MustParsePrefix("64:ff9b::/96") // an IPv4 address reached through NAT64
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")   // RFC 6052
+	nat64LocalUse  = netip.MustParsePrefix("64:ff9b:1::/48") // RFC 8215
 )
 
 // ForbiddenAddress says whether a is never to be called: link-local (169.254.0.0/16, fe80::/10,
-// where every cloud's metadata service lives), a known metadata address elsewhere, multicast, or
-// unspecified (0.0.0.0 reaches this host's every service). IPv4 inside IPv6 (mapped, NAT64) is
-// judged as the IPv4 address it is.
+// where every cloud's metadata service lives), a cloud instance service elsewhere
+// (metadataPrefixes), multicast, or unspecified (0.0.0.0 reaches this host's every service).
+// IPv4 inside IPv6 (mapped, NAT64) is judged as the IPv4 address it carries too.
 func ForbiddenAddress(a netip.Addr) bool {
 	a = a.Unmap()
-	if a.Is6() && nat64.Contains(a) {
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
-	}
-	if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsMulticast() || a.IsUnspecified() {
+	if forbiddenAlone(a) {
 		return true
 	}
-	for _, m := range metadataServers {
-		if a == m {
+	for _, v4 := range embeddedIPv4(a) {
+		if forbiddenAlone(v4) {
 			return true
 		}
 	}
 	return false
+}
+
+func forbiddenAlone(a netip.Addr) bool {
+	if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsMulticast() || a.IsUnspecified() {
+		return true
+	}
+	for _, p := range metadataPrefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// embeddedIPv4 is the IPv4 address a NAT64 address may carry: in the last 32 bits (a /96
+// prefix, the usual one) or, under the local-use /48, also in RFC 6052's /48 layout.
+func embeddedIPv4(a netip.Addr) []netip.Addr {
+	if !a.Is6() || !(nat64WellKnown.Contains(a) || nat64LocalUse.Contains(a)) {
+		return nil
+	}
+	b := a.As16()
+	out := []netip.Addr{netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})}
+	if nat64LocalUse.Contains(a) {
+		out = append(out, netip.AddrFrom4([4]byte{b[6], b[7], b[9], b[10]}))
+	}
+	return out
 }
 
 // checkDialAddress judges an "ip:port" about to be dialled.

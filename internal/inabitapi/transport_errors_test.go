@@ -43,12 +43,12 @@ func rawService(t *testing.T, reply string) string {
 	return ln.Addr().String()
 }
 
-// REVIEW 17.1: an error returned to whoever wrote config never quotes what answered. The body is
+// an error returned to whoever wrote config never quotes what answered. The body is
 // covered (statusTransport), but net/http's own parse errors quote the answer's first line or a
 // header line, and classify's default branch copies them into Error.Detail: http://127.0.0.1:<port>
 // (allowed: loopback) reads the banner of any local TCP service (ssh, smtp, an internal HTTP
 // service with a bad header).
-func TestReview_ErrorsNeverQuoteANonHTTPAnswer(t *testing.T) {
+func TestErrors_NeverQuoteANonHTTPAnswer(t *testing.T) {
 	const secret = "s3cretInternalValue"
 	replies := map[string]string{
 		"a line without spaces": `{"db_password":"` + secret + `"}` + "\n",
@@ -74,9 +74,9 @@ func TestReview_ErrorsNeverQuoteANonHTTPAnswer(t *testing.T) {
 	}
 }
 
-// REVIEW 17.1: over https, a certificate's names are what the server said too: the error quotes
+// over https, a certificate's names are what the server said too: the error quotes
 // every DNS name of an internal service's certificate ("x509: certificate is valid for ...").
-func TestReview_ErrorsNeverQuoteTheServersCertificateNames(t *testing.T) {
+func TestErrors_NeverQuoteTheServersCertificateNames(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	srv.StartTLS() // httptest's certificate is valid for example.com and 127.0.0.1/::1
 	defer srv.Close()

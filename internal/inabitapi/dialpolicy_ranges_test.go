@@ -5,13 +5,13 @@ import (
 	"testing"
 )
 
-// REVIEW 17.2: "a known metadata address elsewhere" lists AWS IMDS's IPv6 fd00:ec2::254 and
+// "a known metadata address elsewhere" lists AWS IMDS's IPv6 fd00:ec2::254 and
 // Alibaba's 100.100.100.200, but not the rest of the same ranges that hand out credentials or
 // platform configuration: AWS reserves fd00:ec2::/32 for its instance services (the EKS Pod
 // Identity agent, which serves IAM credentials, listens on [fd00:ec2::23] as well as on the
 // link-local 169.254.170.23), and Azure's WireServer, 168.63.129.16, is not link-local; NAT64's
 // local-use prefix 64:ff9b:1::/48 (RFC 8215) carries IPv4 like 64:ff9b::/96 does.
-func TestReview_ForbiddenAddressCoversTheMetadataRanges(t *testing.T) {
+func TestDialPolicy_CoversEveryCloudInstanceServiceRange(t *testing.T) {
 	for _, s := range []string{
 		"fd00:ec2::23",         // EKS Pod Identity agent (IAM credentials)
 		"fd00:ec2::1",          // any other AWS instance service

@@ -45,11 +45,11 @@ func bannerService(t *testing.T, banner string) string {
 	return ln.Addr().String()
 }
 
-// REVIEW 17.1 end to end: whoever may update config writes a login token of their own and an
+// End to end: whoever may update config writes a login token of their own and an
 // http:// url on a loopback port (allowed, for a local test inabit); the 400 that refuses the
 // write quotes what the service on that port said. Config write is thus a reader of the first
 // line of any local TCP service.
-func TestReview_ConfigWriteErrorDoesNotQuoteALocalService(t *testing.T) {
+func TestConfigWriteErrorDoesNotQuoteALocalService(t *testing.T) {
 	const secret = "s3cretInternalValue"
 	env := newTestEnv(t, mockinabit.Options{})
 	addr := bannerService(t, "SSH-2.0-OpenSSH_9.6 "+secret+"\r\n")
