@@ -340,6 +340,9 @@ func validateURL(raw string) (string, error) {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return "", fmt.Errorf("%s must not have a #fragment", fieldURL)
 	}
+	if why := oddHost(u.Hostname()); why != "" {
+		return "", fmt.Errorf("%s host %q %s", fieldURL, u.Hostname(), why)
+	}
 	if metadataHost(u.Hostname()) {
 		return "", fmt.Errorf("%s points at a link-local or cloud-metadata address (%s); the plugin only calls inabit: use %s, or your own inabit endpoint", fieldURL, u.Hostname(), defaultURL)
 	}
@@ -378,10 +381,52 @@ var metadataNames = []string{"metadata.google.internal", "metadata.goog", "metad
 // metadataHost says whether a url's host is, as written, an address the plugin never calls
 // (inabitapi.ForbiddenAddress) or a metadata service's name.
 func metadataHost(host string) bool {
+	host = strings.TrimSuffix(host, ".")
 	if a, err := netip.ParseAddr(host); err == nil {
 		return inabitapi.ForbiddenAddress(a)
 	}
-	return slices.Contains(metadataNames, strings.TrimSuffix(strings.ToLower(host), "."))
+	return slices.Contains(metadataNames, strings.ToLower(host))
+}
+
+// oddHost says why a url's host, as written, is refused though it might reach somewhere: a
+// non-ASCII name (IDNA would map full-width digits or letters to an address or a metadata name),
+// or a number in a form other than dotted decimal (resolvers and proxies read 2852039166,
+// 0xa9fea9fe and 0251.0376.0251.0376 as 169.254.169.254, inet_aton style). Empty: fine.
+func oddHost(host string) string {
+	for _, r := range host {
+		if r > unicode.MaxASCII {
+			return "is not ASCII: write an internationalised name in its ASCII form (xn--...)"
+		}
+	}
+	h := strings.TrimSuffix(host, ".")
+	if _, err := netip.ParseAddr(h); err == nil {
+		return ""
+	}
+	labels := strings.Split(h, ".")
+	for _, l := range labels {
+		if !inetAtonNumber(l) {
+			return ""
+		}
+	}
+	return "is a number in a form other than dotted decimal: write an IPv4 address as a.b.c.d"
+}
+
+// inetAtonNumber: decimal, 0x hex or 0 octal digits, as inet_aton reads each part.
+func inetAtonNumber(s string) bool {
+	lower := strings.ToLower(s)
+	digits, ok := strings.CutPrefix(lower, "0x")
+	if !ok {
+		digits = lower
+	}
+	if digits == "" {
+		return ok // "0x" alone is zero to inet_aton
+	}
+	for _, r := range digits {
+		if !(r >= '0' && r <= '9' || ok && r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func isLoopbackHost(host string) bool {

@@ -13,13 +13,13 @@ import (
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
 )
 
-// REVIEW 17.2: validateURL refuses link-local and metadata IP literals "as written", but only
+// validateURL refuses link-local and metadata IP literals "as written", but only
 // the forms netip parses. The same address written in the other forms resolvers and proxies
 // accept (inet_aton's decimal, hex and octal; a trailing dot; full-width digits, which the HTTP
 // client maps to ASCII through IDNA before it dials or sends CONNECT) is saved without a word.
 // Without a proxy the dial check still refuses most of them; with HTTPS_PROXY set this text check
 // is the only one (the proxy resolves the target), so these reach the proxy as 169.254.169.254.
-func TestReview_URLRefusesMetadataAddressInEveryWrittenForm(t *testing.T) {
+func TestURLRefusesMetadataAddressInEveryWrittenForm(t *testing.T) {
 	for _, u := range []string{
 		"https://2852039166/latest",          // decimal 169.254.169.254 (inet_aton, curl, squid)
 		"https://0xa9fea9fe/latest",          // hex
@@ -36,12 +36,12 @@ func TestReview_URLRefusesMetadataAddressInEveryWrittenForm(t *testing.T) {
 	}
 }
 
-// REVIEW 17.2 end to end, under the documented proxy route: with HTTPS_PROXY set the dial check
+// End to end, under the documented proxy route: with HTTPS_PROXY set the dial check
 // sees only the proxy, so validateURL is the only guard, and a url it accepts makes the plugin ask
 // the proxy for a tunnel to the metadata service. Runs in a child process: net/http reads the
 // proxy settings once per process.
-func TestReview_ThroughAProxyAnAcceptedURLAsksForTheMetadataService(t *testing.T) {
-	if os.Getenv("REVIEW17_PROXY_CHILD") == "1" {
+func TestThroughAProxyNoURLAsksForTheMetadataService(t *testing.T) {
+	if os.Getenv("INABIT_TEST_PROXY_CHILD") == "1" {
 		for _, u := range []string{"https://１６９.２５４.１６９.２５４/latest"} {
 			stored, err := validateURL(u)
 			if err != nil {
@@ -71,8 +71,8 @@ func TestReview_ThroughAProxyAnAcceptedURLAsksForTheMetadataService(t *testing.T
 			}(c)
 		}
 	}()
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestReview_ThroughAProxyAnAcceptedURLAsksForTheMetadataService$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "REVIEW17_PROXY_CHILD=1", "HTTPS_PROXY=http://"+ln.Addr().String(), "https_proxy=", "NO_PROXY=", "no_proxy=")
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestThroughAProxyNoURLAsksForTheMetadataService$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "INABIT_TEST_PROXY_CHILD=1", "HTTPS_PROXY=http://"+ln.Addr().String(), "https_proxy=", "NO_PROXY=", "no_proxy=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
