@@ -35,8 +35,6 @@ const (
 	MinRotationWindow = time.Hour
 	// MaxExpiryMargin caps how long before exp a token is rotated at the latest.
 	MaxExpiryMargin = 24 * time.Hour
-	// maxCatchUpSlots bounds the walk over slots missed while Vault was down.
-	maxCatchUpSlots = 100_000
 	// MaxScheduleLen bounds rotation_schedule. Listing every value of every field once, with
 	// month and day names, takes 391 bytes; anything longer repeats or pads values, and was
 	// parsed (and kept) whole.
@@ -71,7 +69,9 @@ func (c *scheduleMemo) get(expr string) (cron.Schedule, error) {
 	if ok {
 		return s, nil
 	}
-	s, err := ParseSchedule(expr)
+	// A stored schedule was validated when it was written, perhaps by a version without
+	// MaxScheduleLen: parse it as it is, or an upgrade would stop its rotations without a word.
+	s, err := cronParser.Parse(expr)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,10 @@ func scheduleAnchor(set Settings, tok Token) time.Time {
 
 // ScheduledAt is when rotation_schedule wants the next rotation: the first slot after the anchor.
 // If that slot has passed (no node could rotate), it is due now; with a rotation_window, only
-// while the latest missed slot is less than the window ago, else at the next slot.
+// while it is less than the window ago: else the earliest missed slot whose window is still open
+// (due now), or failing that the next slot. The earliest, not the latest: a slot put off by its
+// spread (Plan) must stay put while later slots pass, or a schedule whose slots come faster than
+// the spread would never come due. No walk over missed slots: one Next call finds it.
 func ScheduledAt(set Settings, tok Token, now time.Time) time.Time {
 	s, err := storedSchedules.get(set.RotationSchedule)
 	if err != nil {
@@ -143,18 +146,11 @@ func ScheduledAt(set Settings, tok Token, now time.Time) time.Time {
 	if first.IsZero() || now.Before(first) || set.RotationWindow == 0 {
 		return first
 	}
-	last := first
-	for i := 0; i < maxCatchUpSlots; i++ {
-		next := s.Next(last)
-		if next.IsZero() || next.After(now) {
-			break
-		}
-		last = next
+	openSince := now.UTC().Add(-set.RotationWindow) // a slot at or after this has its window open
+	if !first.Before(openSince) {
+		return first
 	}
-	if !now.After(last.Add(set.RotationWindow)) {
-		return last
-	}
-	return s.Next(now.UTC())
+	return s.Next(openSince.Add(-time.Nanosecond)) // the first slot at or after openSince
 }
 
 // policyDueAt is when rotation_period or rotation_schedule wants the next rotation.
@@ -197,12 +193,18 @@ func Plan(set Settings, st Status, tok Token, now time.Time) (time.Time, Reason)
 		return time.Time{}, ""
 	}
 	next, reason := policyDueAt(set, tok, now)
+	spread := tok.Spread
+	if life := tok.Lifetime(); life > 0 {
+		spread = min(spread, life/10) // never so much that a fresh token is due at once
+	}
 	if !next.IsZero() {
-		next = next.Add(tok.Spread)
+		next = next.Add(spread)
 	}
 	deadline := ExpiryDeadline(tok, set.Budget())
-	if !deadline.IsZero() && (next.IsZero() || deadline.Before(next)) {
-		next, reason = deadline, ReasonExpiry
+	// A herd that reaches its expiry deadline together (a period past the deadline) is spread
+	// too, before the deadline, never after it.
+	if spreadDeadline := deadline.Add(-spread); !deadline.IsZero() && (next.IsZero() || spreadDeadline.Before(next)) {
+		next, reason = spreadDeadline, ReasonExpiry
 	}
 	if st.RotationFailures > 0 && !st.LastRotationErrorAt.IsZero() {
 		retry := st.LastRotationErrorAt.Add(RetryDelay(st.RotationFailures))

@@ -123,23 +123,25 @@ func TestShortLivedTokenIsPlannedWithTheTickAndTheCall(t *testing.T) {
 	}
 }
 
-// TestScheduleCatchUpWalkStopsAtItsBound: after more than maxCatchUpSlots missed slots (69 days
-// of an every-minute schedule) the walk stops at the bound instead of running on; the window is
-// then counted from the last slot walked, and once it has passed the rotation waits for the
-// next slot.
-func TestScheduleCatchUpWalkStopsAtItsBound(t *testing.T) {
+// TestScheduleCatchUpFindsTheEarliestOpenSlotWithoutAWalk: after 69 days of missed every-minute
+// slots, the slot due is the earliest whose rotation_window is still open, found at once (the
+// old walk over every missed slot stopped at 100 000 and then waited for the next slot).
+func TestScheduleCatchUpFindsTheEarliestOpenSlotWithoutAWalk(t *testing.T) {
 	stored := utc("2027-01-01T00:00:00Z")
-	first := stored.Add(time.Minute)
 	set := Settings{RotationSchedule: "* * * * *", RotationWindow: time.Hour}
 	tok := Token{StoredAt: stored}
-	bound := first.Add(maxCatchUpSlots * time.Minute)
-	now := bound.Add(time.Hour + 30*time.Second)
-	if got, want := ScheduledAt(set, tok, now), bound.Add(time.Hour+time.Minute); !got.Equal(want) {
+	now := stored.Add(100_000*time.Minute + time.Hour + 30*time.Second)
+	if got, want := ScheduledAt(set, tok, now), now.Add(-time.Hour+30*time.Second); !got.Equal(want) {
+		t.Fatalf("scheduled at %s, want the earliest slot whose window is open, %s", FormatTime(got), FormatTime(want))
+	}
+	// A daily slot missed by more than its window waits for the next one.
+	daily := Settings{RotationSchedule: "0 3 * * *", RotationWindow: time.Hour}
+	if got, want := ScheduledAt(daily, tok, utc("2027-01-05T05:00:00Z")), utc("2027-01-06T03:00:00Z"); !got.Equal(want) {
 		t.Fatalf("scheduled at %s, want the next slot %s", FormatTime(got), FormatTime(want))
 	}
-	// Inside the window counted from the bound, the walk's last slot is due at once.
-	if got := ScheduledAt(set, tok, bound.Add(59*time.Minute)); !got.Equal(bound) {
-		t.Fatalf("scheduled at %s, want the bound's slot %s", FormatTime(got), FormatTime(bound))
+	// Exactly at the end of its window, a missed slot is still due.
+	if got, want := ScheduledAt(daily, tok, utc("2027-01-05T04:00:00Z")), utc("2027-01-05T03:00:00Z"); !got.Equal(want) {
+		t.Fatalf("scheduled at %s, want the slot whose window ends now %s", FormatTime(got), FormatTime(want))
 	}
 }
 

@@ -6,12 +6,12 @@ import (
 	"time"
 )
 
-// REVIEW 17.5: rotation_schedule is now capped at 512 bytes, and the cap is also applied on the
+// rotation_schedule is now capped at 512 bytes, and the cap is also applied on the
 // read path (storedSchedules.get -> ParseSchedule). A schedule a previous version accepted and
 // stored (no cap before 17.5; here "10:00 daily" with its minute written 300 times) then parses
 // to nothing: ScheduledAt is zero, Plan plans no rotation at all for a token without exp (and
 // only the expiry deadline for one with it), and nobody is told.
-func TestReview_AStoredScheduleOverTheNewCapStillFires(t *testing.T) {
+func TestAStoredScheduleOverTheNewCapStillFires(t *testing.T) {
 	expr := strings.Repeat("0,", 300) + "0 10 * * *"
 	if len(expr) <= MaxScheduleLen {
 		t.Fatalf("expression is only %d bytes", len(expr))

@@ -5,13 +5,13 @@ import (
 	"time"
 )
 
-// REVIEW 19.2: with rotation_schedule and rotation_window, ScheduledAt returns the latest missed
+// with rotation_schedule and rotation_window, ScheduledAt returns the latest missed
 // slot, and Plan adds the spread to it. When the schedule fires more often than the spread (every
 // 5 minutes, spread 14 minutes), each new slot becomes "the latest missed slot" before the
 // spread has run out: the planned time keeps moving 5 minutes ahead of now and a tick never finds
 // the rotation due. Without an exp the token is never rotated; with one it waits for the expiry
 // deadline (days later, all mounts of the herd at once, reason "expiry").
-func TestReview_SpreadNeverOutrunsAFrequentScheduleWithAWindow(t *testing.T) {
+func TestSpreadNeverOutrunsAFrequentScheduleWithAWindow(t *testing.T) {
 	set := Settings{RotationSchedule: "*/5 * * * *", RotationWindow: time.Hour}
 	if w := SpreadWindow(set); w != MaxSpread {
 		t.Fatalf("spread window %s", w)
@@ -43,14 +43,14 @@ func TestReview_SpreadNeverOutrunsAFrequentScheduleWithAWindow(t *testing.T) {
 	}
 }
 
-// REVIEW 19.2: the spread is applied to the policy's due time and then capped by the expiry
+// the spread is applied to the policy's due time and then capped by the expiry
 // deadline, which itself is never spread; and at the deadline the process's refresh slots are
 // bypassed. So whenever the deadline comes before period + spread (a rotation_period the config
 // accepts: shorter than the lifetime, but within its last quarter / last day), every token of a
 // herd issued together is planned for the same minute, and all of them go to inabit at once,
 // without slots: the herd the change was meant to prevent. Spreading before the deadline
 // (deadline - spread) would keep them apart without ever passing it.
-func TestReview_AHerdPlannedAtTheExpiryDeadlineIsStillSpread(t *testing.T) {
+func TestAHerdPlannedAtTheExpiryDeadlineIsStillSpread(t *testing.T) {
 	iat := utc("2026-12-01T00:00:00Z")
 	set := Settings{RotationPeriod: 719 * time.Hour} // 30-day tokens: accepted (shorter than 720h)
 	perMinute := map[time.Time]int{}

@@ -67,11 +67,11 @@ func TestPlan_SpreadNeverPassesTheExpiryDeadline(t *testing.T) {
 	tok := Token{IssuedAt: utc("2026-12-01T00:00:00Z"), ExpiresAt: utc("2026-12-05T00:00:00Z"), Spread: 14 * time.Minute}
 	set := Settings{RotationPeriod: 71*time.Hour + 55*time.Minute}
 	next, reason := Plan(set, Status{}, tok, utc("2026-12-01T01:00:00Z"))
-	if want := utc("2026-12-04T00:00:00Z"); !next.Equal(want) || reason != ReasonExpiry {
-		t.Fatalf("plan %s (%s), want the deadline %s", next, reason, want)
+	if want := utc("2026-12-03T23:46:00Z"); !next.Equal(want) || reason != ReasonExpiry {
+		t.Fatalf("plan %s (%s), want the deadline less the spread, %s", next, reason, want)
 	}
-	tok.Spread = 3 * time.Minute
-	if next, reason = Plan(set, Status{}, tok, utc("2026-12-01T01:00:00Z")); !next.Equal(utc("2026-12-03T23:58:00Z")) || reason != ReasonPeriod {
+	tok.Spread = time.Minute
+	if next, reason = Plan(set, Status{}, tok, utc("2026-12-01T01:00:00Z")); !next.Equal(utc("2026-12-03T23:56:00Z")) || reason != ReasonPeriod {
 		t.Fatalf("plan %s (%s), want the period's due time plus the spread", next, reason)
 	}
 }
