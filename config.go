@@ -243,8 +243,11 @@ func applySchedule(cfg *inabitConfig, d *framework.FieldData, now time.Time, new
 		}
 		cfg.RotationSchedule, cfg.RotationPeriod = expr, 0
 	case scheduleGiven: // an empty schedule goes back to the period
+		// ...the default one only when a schedule was in use: a period already "not set" (0)
+		// stays so, or a Terraform apply would change a setting nobody named.
+		hadSchedule := cfg.RotationSchedule != ""
 		cfg.RotationSchedule, cfg.RotationWindow = "", 0
-		if cfg.RotationPeriod == 0 && !periodGiven {
+		if hadSchedule && cfg.RotationPeriod == 0 && !periodGiven {
 			cfg.RotationPeriod = defaultRotationPeriod
 		}
 	case periodSet:

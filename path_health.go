@@ -19,6 +19,7 @@ const (
 
 	stateUnconfigured = "unconfigured"
 	stateUnsaved      = "unsaved"
+	stateRejected     = "rejected_unconfirmed"
 )
 
 // pathHealth answers a monitor on any Vault edition: events need Enterprise, and LOST is
@@ -36,6 +37,9 @@ func pathHealth(b *backend) *framework.Path {
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathHealthRead,
 				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				// Only the active node knows of a rotated token held in its memory, and of
+				// rejections its reads have seen: a performance standby would answer from storage.
+				ForwardPerformanceStandby: true,
 				Responses: map[int][]framework.Response{
 					http.StatusOK: {{Description: "OK", Fields: healthResponseFields}},
 				},
@@ -49,16 +53,18 @@ func pathHealth(b *backend) *framework.Path {
 const pathHealthHelp = `
 Answers in one field, needs_human, whether someone must act on this mount, and in reason what
 to do. state is one of healthy, retrying (the last rotation failed; retries continue), pending
-(a refresh's outcome is being settled), expiring_unrotated (automated rotation is off and the
+(a refresh's outcome is being settled), rejected_unconfirmed (a read saw inabit reject the
+login token; the next tick looks again), expiring_unrotated (automated rotation is off and the
 login token is near its expiry), expired, lost (LOGIN TOKEN LOST), unsaved (a rotated login
 token is held in memory because storage refuses it) and unconfigured. needs_human is true for
-lost, expired, expiring_unrotated, unsaved and unconfigured, and for retrying once rotation has
-failed 6 times in a row (about half an hour) or the token's expiry deadline has passed.
+lost, expired, expiring_unrotated, unsaved and unconfigured, and for retrying or pending once
+rotation has failed 6 times in a row (about half an hour) or half the time between the token's
+expiry deadline and its expiry has gone.
 Never returns a token or a setting: grant monitoring read on this path alone.
 `
 
 var healthResponseFields = map[string]*framework.FieldSchema{
-	fieldState:               {Type: framework.TypeString, Description: "healthy, retrying, pending, expiring_unrotated, expired, lost, unsaved or unconfigured."},
+	fieldState:               {Type: framework.TypeString, Description: "healthy, retrying, pending, rejected_unconfirmed, expiring_unrotated, expired, lost, unsaved or unconfigured."},
 	fieldNeedsHuman:          {Type: framework.TypeBool, Description: "True when nothing automatic will fix the mount: someone must act (reason says how)."},
 	fieldReason:              {Type: framework.TypeString, Description: "What is wrong and what to do; empty when healthy."},
 	fieldLoginTokenExpiresAt: {Type: framework.TypeString, Description: "When the stored login token expires (RFC 3339)."},
@@ -82,6 +88,12 @@ func (b *backend) pathHealthRead(ctx context.Context, req *logical.Request, _ *f
 	claims := cfg.claims()
 	h := rotation.HealthOf(cfg.Settings, cfg.Status, cfg.token(claims), now, b.mountOrDefault())
 	state := string(h.State)
+	if _, rejected := b.login.rejection(cfg.LoginToken); rejected && h.State == rotation.StateHealthy {
+		// Stored status says healthy, but a read has just seen inabit reject the token: not
+		// "usable" until the next tick's second look says which.
+		state = stateRejected
+		h.Reason = "inabit rejected the login token on a read; the next tick asks again and records LOGIN TOKEN LOST if it still does"
+	}
 	if _, _, unsaved := b.login.held(); unsaved {
 		state, h.NeedsHuman = stateUnsaved, true
 		h.Reason = "a rotated login token is held in this node's memory because storage refuses to save it: fix Vault's storage; " +

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/inabitapi"
@@ -181,10 +182,22 @@ func (b *backend) sharedAccessTokenOnce(ctx context.Context, req *logical.Reques
 			}
 		}
 	}
+	if err != nil && errors.Is(err, inabitapi.ErrUnauthorized) && b.onPerformanceStandby() {
+		// Ticks run on the active node only, so a rejection noted in a performance standby's
+		// memory would never be confirmed or recorded: hand the read to the active node, which
+		// meets the same rejection and takes it from there.
+		return nil, nil, nil, logical.ErrReadOnly
+	}
 	if err != nil {
 		return nil, nil, nil, tokenReadError(err, b.configPath())
 	}
 	return cfg, at, nil, nil
+}
+
+// onPerformanceStandby says this node serves reads without ticking (Vault Enterprise).
+func (b *backend) onPerformanceStandby() bool {
+	sys := b.System()
+	return sys != nil && sys.ReplicationState().HasState(consts.ReplicationPerformanceStandby)
 }
 
 func (b *backend) addLoginTokenWarnings(resp *logical.Response, cfg *inabitConfig, now time.Time) {

@@ -36,8 +36,12 @@ type Health struct {
 // HealthOf judges a mount from its stored settings, status and token at now; mount names it in
 // reasons ("inabit/").
 func HealthOf(set Settings, st Status, tok Token, now time.Time, mount string) Health {
-	deadline := ExpiryDeadline(tok, set.Budget())
+	b := set.Budget()
+	deadline := ExpiryDeadline(tok, b)
 	deadlinePassed := !deadline.IsZero() && !now.Before(deadline)
+	// A rotation still failing (or unsettled) halfway from the expiry deadline to exp pages: the
+	// first half is left to retries, which usually succeed within minutes.
+	late := deadlinePassed && !now.Before(deadline.Add(ExpiryMargin(tok, b)/2))
 	switch {
 	case st.LoginTokenLost:
 		return Health{StateLost, true, st.LastRotationError}
@@ -45,11 +49,16 @@ func HealthOf(set Settings, st Status, tok Token, now time.Time, mount string) H
 		return Health{StateExpired, true, fmt.Sprintf("the inabit login token expired at %s: write a new login_token to %sconfig",
 			FormatTime(tok.ExpiresAt), mount)}
 	case !st.OutcomeCheckAt.IsZero():
-		return Health{StatePending, false, st.LastRotationError}
+		h := Health{State: StatePending, Reason: st.LastRotationError}
+		if late {
+			h.NeedsHuman = true
+			h.Reason = fmt.Sprintf("a refresh's outcome is still unknown and the login token expires at %s: %s", FormatTime(tok.ExpiresAt), st.LastRotationError)
+		}
+		return h
 	case st.RotationFailures > 0:
 		h := Health{State: StateRetrying, Reason: st.LastRotationError}
 		switch {
-		case deadlinePassed:
+		case late:
 			h.NeedsHuman = true
 			h.Reason = fmt.Sprintf("rotation keeps failing and the login token expires at %s: %s", FormatTime(tok.ExpiresAt), st.LastRotationError)
 		case st.RotationFailures >= FailuresBeforeHuman:

@@ -1,6 +1,6 @@
 package inabit
 
-// Review 18: attacks on config's rotation_period=0 (issue 18.5).
+// config's rotation_period=0 ("not set", issue 18.5) next to an empty rotation_schedule.
 
 import (
 	"testing"
@@ -17,7 +17,7 @@ import (
 // change, yet rotation_period silently becomes 360h: applySchedule's "an empty schedule goes back
 // to the period" restores the default whenever the period is 0, though no schedule was there to
 // go back from. No warning says so, and with ignore_absent_fields no plan shows it.
-func TestConfigReviewEmptyScheduleLeavesANotSetPeriodNotSet(t *testing.T) {
+func TestEmptyScheduleLeavesANotSetPeriodNotSet(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, map[string]interface{}{"rotation_period": 0})
 	if c := env.readConfig(t); c["rotation_period"] != int64(0) || c["next_rotation_reason"] != "expiry" {

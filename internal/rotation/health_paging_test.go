@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Review 18 (health, issue 18.6). A refresh whose outcome stays unknown because inabit cannot be
+// (health, issue 18.6) A refresh whose outcome stays unknown because inabit cannot be
 // asked (a proxy answering 502 for hours, a broken route) keeps the status "pending": the settle
 // probe runs every tick and notePending neither counts failures nor moves LastRotationErrorAt.
 // HealthOf checks OutcomeCheckAt before RotationFailures, so neither escalation of "retrying"
@@ -13,7 +13,7 @@ import (
 // token has expired, when it is too late for a human to do anything but ask inabit support for a
 // new token. A pending outcome past the expiry deadline needs a human exactly as much as a
 // failing retry does.
-func TestHealthReview_PendingPastTheExpiryDeadlineNeedsAHuman(t *testing.T) {
+func TestHealth_PendingPastTheExpiryDeadlineNeedsAHuman(t *testing.T) {
 	exp := utc("2026-12-31T00:00:00Z")
 	tok := Token{IssuedAt: exp.Add(-30 * 24 * time.Hour), ExpiresAt: exp}
 	set := Settings{RotationPeriod: 0, RequestTimeout: 30 * time.Second, RefreshGracePeriod: 10 * time.Minute}
@@ -35,7 +35,7 @@ func TestHealthReview_PendingPastTheExpiryDeadlineNeedsAHuman(t *testing.T) {
 	}
 }
 
-// Review 18 (health x rotation_period=0, issues 18.5 and 18.6). With rotation_period=0 the only
+// (health x rotation_period=0, issues 18.5 and 18.6) With rotation_period=0 the only
 // rotation planned is at the expiry deadline, so the first attempt is the one at the deadline.
 // One retryable failure there (a 429, a refused connection: "the login token is unchanged and
 // still valid; retrying later") is retried at the next tick and has the whole expiry margin (24 h
@@ -43,7 +43,7 @@ func TestHealthReview_PendingPastTheExpiryDeadlineNeedsAHuman(t *testing.T) {
 // is needs_human whatever the failure count and however much of the margin is left. Every
 // mount configured as Vault's "not set" pages a human on every transient failure of every
 // rotation: a false alarm for a condition that heals itself a minute later.
-func TestHealthReview_OneRetryableFailureAtTheDeadlineOfANoPeriodMountIsNoPage(t *testing.T) {
+func TestHealth_OneRetryableFailureAtTheDeadlineOfANoPeriodMountIsNoPage(t *testing.T) {
 	exp := utc("2026-12-31T00:00:00Z")
 	tok := Token{IssuedAt: exp.Add(-30 * 24 * time.Hour), ExpiresAt: exp}
 	set := Settings{RotationPeriod: 0, RequestTimeout: 30 * time.Second, RefreshGracePeriod: 10 * time.Minute}

@@ -1,6 +1,6 @@
 package inabit
 
-// Review 18: attacks on inabit/health (issue 18.6). Each test states the promise it holds the
+// inabit/health across nodes and failures (issue 18.6). Each test states the promise it holds the
 // path to: "healthy" means usable, and needs_human is true whenever only a human can still help.
 
 import (
@@ -54,7 +54,7 @@ func healthVia(t *testing.T, env *testEnv, node *backend) map[string]interface{}
 // in-flight status the rotation left in storage and is told "pending", needs_human false, for as
 // long as the active node holds the only copy: the one state where a human must act before a
 // restart, hidden. health has no ForwardPerformanceStandby, so the standby answers itself.
-func TestHealthReviewPerformanceStandbyDoesNotHideAnUnsavedToken(t *testing.T) {
+func TestHealthOnAPerformanceStandbyNeverHidesAnUnsavedToken(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.b.newAPI = apiOver(&refreshHookTransport{base: http.DefaultTransport, onRefresh: func() {
 		env.storage.failPutsTo(configStorageKey, true)
@@ -78,7 +78,7 @@ func TestHealthReviewPerformanceStandbyDoesNotHideAnUnsavedToken(t *testing.T) {
 // "usable" until a later tick has confirmed the rejection (at least rotation.ConfirmAfter later,
 // at Vault's next periodic call). Health sees only the stored status, never the rejection the
 // node holds in memory.
-func TestHealthReviewIsNotHealthyWhileReadsSeeInabitRejectTheToken(t *testing.T) {
+func TestHealthIsNotHealthyWhileReadsSeeInabitRejectTheToken(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, forceFetch)
 	env.mock.IssueLoginToken() // inabit revoked the stored token (refreshed outside Vault)
@@ -96,7 +96,7 @@ func TestHealthReviewIsNotHealthyWhileReadsSeeInabitRejectTheToken(t *testing.T)
 // no rejection and no ProbeBeforeRefresh, so it never probes. Reads through the standby fail
 // with 502 for as long as it lasts (until the next rotation is due: 15 days with the default
 // period), LOST is never recorded, and health on every node says healthy.
-func TestHealthReviewRejectionSeenOnAPerformanceStandbyReachesHealth(t *testing.T) {
+func TestRejectionSeenOnAPerformanceStandbyIsConfirmedByTheActiveNode(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, forceFetch)
 	standby := perfStandby(t, env)
@@ -127,7 +127,7 @@ func TestHealthReviewRejectionSeenOnAPerformanceStandbyReachesHealth(t *testing.
 // stays unknown: health says "pending", needs_human false, until the token has expired and it is
 // too late (the rotation was never applied, so the stored token simply dies). "retrying" pages
 // once the deadline has passed; "pending" never does.
-func TestHealthReviewPendingUntilExpiryPagesBeforeTheTokenDies(t *testing.T) {
+func TestHealthPagesAnUnsettledRefreshBeforeTheTokenDies(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{LoginTokenTTL: 2 * time.Hour})
 	env.b.newAPI = apiOver(http.DefaultTransport, inabitapi.WithoutRetryWait())
 	env.configure(t, map[string]interface{}{"rotation_period": 0, "request_timeout": 1, "refresh_grace_period": 30})
