@@ -2,6 +2,7 @@ package inabitapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net/http"
@@ -58,5 +59,15 @@ func TestErrors_NeverQuoteTheAnswerBody(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// What an answer said reaches the log only when it said something: an empty 502 leaves Said
+// empty, not a made-up "an error without a message".
+func TestErrors_SaidIsEmptyWhenTheAnswerSaidNothing(t *testing.T) {
+	_, err := answering(502, nil, nil).AccessToken(context.Background(), "login")
+	var ue *Error
+	if !errors.As(err, &ue) || ue.Said != "" {
+		t.Fatalf("err = %v, Said = %q; want an *Error with nothing in Said", err, ue.Said)
 	}
 }

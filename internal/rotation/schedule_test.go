@@ -1,6 +1,8 @@
 package rotation
 
 import (
+	"github.com/robfig/cron/v3"
+
 	"fmt"
 	"strings"
 	"testing"
@@ -238,3 +240,36 @@ func TestStoredScheduleMemoStaysBounded(t *testing.T) {
 }
 
 func memoSize() int { return storedSchedules.size() }
+
+// The memo fills up to exactly maxMemoisedSchedules distinct schedules, and the next one starts
+// it over: bounded, and a real memo below the bound.
+func TestStoredScheduleMemoHoldsExactlyItsBound(t *testing.T) {
+	storedSchedules.mu.Lock()
+	storedSchedules.m = map[string]cron.Schedule{}
+	storedSchedules.mu.Unlock()
+	for i := 0; i < maxMemoisedSchedules; i++ {
+		if _, err := storedSchedules.get(fmt.Sprintf("%d %d * * 3", i%60, i/60)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := memoSize(); n != maxMemoisedSchedules {
+		t.Fatalf("%d distinct schedules left %d in the memo, want all of them", maxMemoisedSchedules, n)
+	}
+	if _, err := storedSchedules.get("59 23 * * 3"); err != nil {
+		t.Fatal(err)
+	}
+	if n := memoSize(); n != 1 {
+		t.Fatalf("one more schedule left %d in the memo, want it started over with 1", n)
+	}
+}
+
+// A rotation_schedule of exactly MaxScheduleLen bytes is taken; one byte more is refused.
+func TestScheduleLengthCapIsExact(t *testing.T) {
+	at := strings.Repeat(" ", MaxScheduleLen-len("0 10 * * *")) + "0 10 * * *"
+	if err := CheckScheduleLen(at); err != nil {
+		t.Fatalf("%d bytes refused: %v", len(at), err)
+	}
+	if err := CheckScheduleLen(" " + at); err == nil {
+		t.Fatalf("%d bytes taken", len(at)+1)
+	}
+}

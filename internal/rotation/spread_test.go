@@ -90,3 +90,15 @@ func TestPlan_SpreadSlotIsStillDueWhenItsTurnComes(t *testing.T) {
 		t.Fatalf("at its turn the plan moved to %s: the slot was skipped", again)
 	}
 }
+
+// The spread never exceeds a tenth of the token's life: a short-lived token put off by a long
+// spread would be due again as soon as it is rotated.
+func TestPlan_SpreadIsAtMostATenthOfTheTokensLife(t *testing.T) {
+	// A one-hour token: a 14-minute spread is cut to 6.
+	tok := Token{IssuedAt: utc("2026-12-01T00:00:00Z"), ExpiresAt: utc("2026-12-01T01:00:00Z"), Spread: 14 * time.Minute}
+	set := Settings{RotationPeriod: 30 * time.Minute}
+	next, reason := Plan(set, Status{}, tok, utc("2026-12-01T00:01:00Z"))
+	if want := utc("2026-12-01T00:36:00Z"); !next.Equal(want) || reason != ReasonPeriod {
+		t.Fatalf("plan %s (%s), want the period plus a tenth of the life, %s", next, reason, want)
+	}
+}
