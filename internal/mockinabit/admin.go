@@ -137,7 +137,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 //	GET    /admin/counts                      {"calls":{op:n},"rejected":{op:n},"limited":{op:n},
 //	                                          "in_flight":{op:n},"peak_in_flight":{op:n},"users":n}
 //	DELETE /admin/counts                      ResetCalls (every user's counters too); answers as GET
-//	GET    /admin/history                     {"calls_per_second":{op:{"<unix second>":n}}}, the last 3 h
+//	GET    /admin/history                     {"calls_per_second":{op:{"<unix second>":n}},"limited_per_second":{op:{…}},
+//	                                          "refreshes_applied_per_second":{"<unix second>":n}}, the last 3 h
 //	POST   /admin/users?n=N                   CreateUsers: {"users":[{"id":"user-0001","login_token":"eyJ..."}, ...]}
 //	                                          (N at most MaxUsersPerCall)
 //	GET    /admin/users                       {"users":[UserStats, ...]}, the default user first
@@ -229,15 +230,19 @@ func (s *Server) AdminHandler() http.Handler {
 		counts(w)
 	})
 	mux.HandleFunc("GET /admin/history", func(w http.ResponseWriter, r *http.Request) {
-		out := map[Op]map[string]int{}
-		for _, op := range ops {
-			m := map[string]int{}
-			for sec, n := range s.CallsPerSecond(op) {
+		wire := func(h map[int64]int) map[string]int {
+			m := make(map[string]int, len(h))
+			for sec, n := range h {
 				m[strconv.FormatInt(sec, 10)] = n
 			}
-			out[op] = m
+			return m
 		}
-		writeJSON(w, map[string]any{"calls_per_second": out})
+		calls, limited := map[Op]map[string]int{}, map[Op]map[string]int{}
+		for _, op := range ops {
+			calls[op], limited[op] = wire(s.CallsPerSecond(op)), wire(s.LimitedPerSecond(op))
+		}
+		writeJSON(w, map[string]any{"calls_per_second": calls, "limited_per_second": limited,
+			"refreshes_applied_per_second": wire(s.RefreshesAppliedPerSecond())})
 	})
 	mux.HandleFunc("POST /admin/users", func(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(r.URL.Query().Get("n"))

@@ -170,7 +170,7 @@ type Server struct {
 	windowCalls    int
 	inFlight       map[Op]int
 	peak           map[Op]int
-	history        map[Op]map[int64]int
+	history        map[series]map[int64]int
 	faults         map[Op][]*Fault
 	release        chan struct{}
 	appliedSignals chan Op
@@ -206,7 +206,7 @@ func New(opts Options) *Server {
 		limited:        map[Op]int{},
 		inFlight:       map[Op]int{},
 		peak:           map[Op]int{},
-		history:        map[Op]map[int64]int{},
+		history:        map[series]map[int64]int{},
 		faults:         map[Op][]*Fault{},
 		release:        make(chan struct{}),
 		appliedSignals: make(chan Op, 64),
@@ -433,13 +433,29 @@ func (s *Server) PeakInFlight(op Op) int {
 	return s.peak[op]
 }
 
+// series names one per-second history: what was counted, for which op.
+type series struct {
+	kind string // "calls", "limited" or "applied"
+	op   Op
+}
+
 // CallsPerSecond counts the calls for op that reached the mock in each wall-clock second (Unix
-// time) of the last three hours.
-func (s *Server) CallsPerSecond(op Op) map[int64]int {
+// time) of the last three hours, refused or not.
+func (s *Server) CallsPerSecond(op Op) map[int64]int { return s.historyOf("calls", op) }
+
+// LimitedPerSecond counts the calls for op the rate limit refused, per second as CallsPerSecond.
+func (s *Server) LimitedPerSecond(op Op) map[int64]int { return s.historyOf("limited", op) }
+
+// RefreshesAppliedPerSecond counts the refreshes applied (a new token minted, the old one
+// killed), per second as CallsPerSecond.
+func (s *Server) RefreshesAppliedPerSecond() map[int64]int { return s.historyOf("applied", OpRefresh) }
+
+func (s *Server) historyOf(kind string, op Op) map[int64]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[int64]int, len(s.history[op]))
-	for k, v := range s.history[op] {
+	h := s.history[series{kind, op}]
+	out := make(map[int64]int, len(h))
+	for k, v := range h {
 		out[k] = v
 	}
 	return out
@@ -458,12 +474,13 @@ func (s *Server) leaveCall(op Op) {
 	s.inFlight[op]--
 }
 
-// recordSecondLocked counts a call for op in this second's history; callers hold s.mu.
-func (s *Server) recordSecondLocked(op Op, sec int64) {
-	h := s.history[op]
+// recordSecondLocked counts one kind/op event in second sec's history; callers hold s.mu.
+func (s *Server) recordSecondLocked(kind string, op Op, sec int64) {
+	key := series{kind, op}
+	h := s.history[key]
 	if h == nil {
 		h = map[int64]int{}
-		s.history[op] = h
+		s.history[key] = h
 	}
 	if _, seen := h[sec]; !seen && len(h) >= maxHistorySeconds {
 		for k := range h {
@@ -541,7 +558,7 @@ func (s *Server) ResetCalls() {
 	s.rejected = map[Op]int{}
 	s.limited = map[Op]int{}
 	s.peak = map[Op]int{}
-	s.history = map[Op]map[int64]int{}
+	s.history = map[series]map[int64]int{}
 	for _, u := range s.order {
 		u.calls, u.rejected, u.limited, u.refreshes = map[Op]int{}, map[Op]int{}, map[Op]int{}, 0
 	}
@@ -632,8 +649,9 @@ func (s *Server) takeFault(op Op, uid string) *Fault {
 		u.calls[op]++
 	}
 	sec := s.now().Unix()
-	s.recordSecondLocked(op, sec)
+	s.recordSecondLocked("calls", op, sec)
 	if s.limitedLocked(sec) {
+		s.recordSecondLocked("limited", op, sec)
 		s.limited[op]++
 		if u != nil {
 			u.limited[op]++
@@ -920,5 +938,6 @@ func (r *resolver) RefreshApiUserLoginToken(ctx context.Context) (string, error)
 	r.s.retired[u.current] = true
 	u.current = r.s.mint(u.id, "login", r.s.loginTTL)
 	u.refreshes++
+	r.s.recordSecondLocked("applied", OpRefresh, r.s.now().Unix())
 	return u.current, nil
 }

@@ -182,6 +182,12 @@ func TestRateLimitAnswers429WithRetryAfter(t *testing.T) {
 	if sec := m.CallsPerSecond(OpAccessToken); sec[now.Unix()-1] != 3 || sec[now.Unix()] != 10 {
 		t.Fatalf("CallsPerSecond: %v", sec)
 	}
+	if lim, calls := m.LimitedPerSecond(OpRefresh), m.CallsPerSecond(OpRefresh); lim[now.Unix()-1] != 1 || len(lim) != 1 || calls[now.Unix()-1] != 1 || calls[now.Unix()] != 1 {
+		t.Fatalf("refreshes per second: calls %v, limited %v", calls, lim)
+	}
+	if applied := m.RefreshesAppliedPerSecond(); applied[now.Unix()] != 1 || len(applied) != 1 {
+		t.Fatalf("RefreshesAppliedPerSecond: %v", applied)
+	}
 }
 
 // Calls held open at once are counted, and the peak is kept until ResetCalls.
@@ -279,9 +285,12 @@ func TestAdminUsersAndRateLimit(t *testing.T) {
 		t.Fatalf("GET /admin/counts: %+v", counts)
 	}
 	var hist struct {
-		CallsPerSecond map[Op]map[string]int `json:"calls_per_second"`
+		CallsPerSecond   map[Op]map[string]int `json:"calls_per_second"`
+		LimitedPerSecond map[Op]map[string]int `json:"limited_per_second"`
+		Applied          map[string]int        `json:"refreshes_applied_per_second"`
 	}
-	if admin(t, "GET", srv.URL+"/admin/history", "", &hist); sum(hist.CallsPerSecond[OpAccessToken]) != 3 || sum(hist.CallsPerSecond[OpRefresh]) != 1 {
+	if admin(t, "GET", srv.URL+"/admin/history", "", &hist); sum(hist.CallsPerSecond[OpAccessToken]) != 3 || sum(hist.CallsPerSecond[OpRefresh]) != 1 ||
+		sum(hist.LimitedPerSecond[OpAccessToken]) != statuses[http.StatusTooManyRequests] || sum(hist.Applied) != 1 {
 		t.Fatalf("GET /admin/history: %+v", hist)
 	}
 	if code := admin(t, "DELETE", srv.URL+"/admin/rate-limit", "", &rl); code != 200 || rl.PerSecond != 0 || m.RateLimit() != 0 {

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -421,22 +422,41 @@ func (m *Mock) SetRateLimit(perSecond int) {
 	m.do(http.MethodPost, fmt.Sprintf("/admin/rate-limit?per_second=%d", perSecond), nil, nil, callTimeout)
 }
 
-// CallsPerSecond counts the calls for op that reached the mock in each wall-clock second (Unix
-// time) of the last three hours.
-func (m *Mock) CallsPerSecond(op Op) map[int64]int {
+// History is the mock's per-second counts (Unix second to count) over the last three hours.
+type History struct {
+	// Calls that reached the mock per op, refused or not; Limited: those the rate limit refused.
+	Calls, Limited map[Op]map[int64]int
+	// RefreshesApplied: refreshes that minted a new token and killed the old one.
+	RefreshesApplied map[int64]int
+}
+
+// History reads the per-second counts.
+func (m *Mock) History() History {
 	var a struct {
-		CallsPerSecond map[Op]map[string]int `json:"calls_per_second"`
+		Calls   map[Op]map[string]int `json:"calls_per_second"`
+		Limited map[Op]map[string]int `json:"limited_per_second"`
+		Applied map[string]int        `json:"refreshes_applied_per_second"`
 	}
 	m.do(http.MethodGet, "/admin/history", nil, &a, callTimeout)
-	out := map[int64]int{}
-	for sec, n := range a.CallsPerSecond[op] {
-		var k int64
-		if _, err := fmt.Sscan(sec, &k); err == nil {
-			out[k] = n
+	secs := func(w map[string]int) map[int64]int {
+		out := make(map[int64]int, len(w))
+		for sec, n := range w {
+			if k, err := strconv.ParseInt(sec, 10, 64); err == nil {
+				out[k] = n
+			}
 		}
+		return out
 	}
-	return out
+	h := History{Calls: map[Op]map[int64]int{}, Limited: map[Op]map[int64]int{}, RefreshesApplied: secs(a.Applied)}
+	for _, op := range []Op{OpAccessToken, OpRefresh} {
+		h.Calls[op], h.Limited[op] = secs(a.Calls[op]), secs(a.Limited[op])
+	}
+	return h
 }
+
+// CallsPerSecond counts the calls for op that reached the mock in each wall-clock second (Unix
+// time) of the last three hours.
+func (m *Mock) CallsPerSecond(op Op) map[int64]int { return m.History().Calls[op] }
 
 // InjectFault queues f for op; queued faults apply in order.
 func (m *Mock) InjectFault(op Op, f Fault) {

@@ -227,12 +227,17 @@ func TestMockProcessUsers(t *testing.T) {
 		t.Fatalf("6 calls at 2/s: %v, limited %d", codes, m.Limited(OpAccessToken))
 	}
 	m.SetRateLimit(0)
-	total := 0
-	for _, n := range m.CallsPerSecond(OpAccessToken) {
-		total += n
+	sum := func(h map[int64]int) (n int) {
+		for _, k := range h {
+			n += k
+		}
+		return n
 	}
-	if total != 6 {
+	if total := sum(m.CallsPerSecond(OpAccessToken)); total != 6 {
 		t.Fatalf("CallsPerSecond sums to %d, want 6", total)
+	}
+	if h := m.History(); sum(h.Limited[OpAccessToken]) != codes[429] || sum(h.RefreshesApplied) != 1 || sum(h.Calls[OpRefresh]) != 1 {
+		t.Fatalf("History: %+v", h)
 	}
 	m.ResetCalls()
 	if c := m.Counts(); c.Calls[OpAccessToken] != 0 || c.Limited[OpAccessToken] != 0 || c.PeakInFlight[OpRefresh] != 0 {
