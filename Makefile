@@ -13,7 +13,7 @@ FUZZTIME       ?= 30s
 
 export VAULT_BIN PLUGIN_VERSION
 
-.PHONY: build test unit e2e fmt fmt-check vet check-tree mock mock-bin dev vault fuzz bench bench-announce clean soak release release-check \
+.PHONY: build test unit e2e fmt fmt-check vet check-tree mock mock-bin dev vault fuzz bench bench-mounts bench-announce clean soak release release-check \
 	mutants mutants-curated mutants-gremlins release-check-all
 
 build:
@@ -45,8 +45,11 @@ release-check:
 release-check-all:
 	VERSION=v0.0.0-check ./scripts/release-check.sh
 
+# VAULT_BIN=/path/to/vault (any make target) uses that binary instead of building one.
 vault:
-	VAULT_VERSION=$(VAULT_VERSION) ./scripts/install-vault.sh
+	@if [ "$(VAULT_BIN)" != "$(CURDIR)/.tools/vault-$(VAULT_VERSION)/vault" ] && [ -x "$(VAULT_BIN)" ]; then \
+		echo "vault: using VAULT_BIN=$(VAULT_BIN)"; \
+	else VAULT_VERSION=$(VAULT_VERSION) ./scripts/install-vault.sh; fi
 
 fmt:
 	gofmt -w .
@@ -78,11 +81,17 @@ clean:
 	rm -rf $(BIN_DIR) .dev .e2e.log
 
 # Load test on a real Vault (plugin vs a floor plugin, KV v2 and sys/health), the handler
-# benchmarks, and sustained load (each read path for SUSTAINED_PHASE on a Vault whose leases last
-# 45 s, then each inabit path and its floor at once); writes bench/RESULTS.md and
-# bench/sustained.svg. About 27 minutes; SUSTAINED=0 skips the sustained part (about 6 minutes).
+# benchmarks, sustained load (each read path for SUSTAINED_PHASE on a Vault whose leases last
+# 45 s, then each inabit path and its floor at once), and many mounts on one Vault (MOUNTS mounts
+# of each plugin in turn, then the rotation herd; MOUNTS= skips it); writes bench/RESULTS.md,
+# bench/sustained.svg and bench/mounts.svg. About 27 minutes plus 35 for the many-mounts stage;
+# SUSTAINED=0 skips the sustained part (21 minutes). `make bench-mounts` runs only the many-mounts
+# stage and replaces its section of bench/RESULTS.md; MOUNTS_HERD=0 leaves out the herd (20 minutes).
 SUSTAINED       ?= 1
 SUSTAINED_PHASE ?= 150s
+MOUNTS          ?= 1,50,200,500
+MOUNTS_HERD     ?= 1
+MOUNTS_FLAGS     = -mounts=$(MOUNTS) -mounts-herd=$(if $(filter 1,$(MOUNTS_HERD)),true,false)
 # Extra flags for e2e/cmd/bench, e.g. BENCH_FLAGS=-plugin-env=GOMEMLIMIT=40MiB to try another memory limit
 BENCH_FLAGS     ?=
 
@@ -91,14 +100,23 @@ bench: bench-announce build vault mock-bin
 	go test -run '^$$' -bench . -benchmem -benchtime 2s -count 3 . | tee $(BIN_DIR)/gobench.txt
 	cd e2e && go run ./cmd/bench -vault-bin $(VAULT_BIN) -plugin-bin $(PLUGIN_BIN) \
 		-floor-bin $(BIN_DIR)/floorplugin -mock-bin $(MOCK_BIN) -go-bench $(BIN_DIR)/gobench.txt -out $(CURDIR)/bench/RESULTS.md \
-		-sustained=$(if $(filter 1,$(SUSTAINED)),true,false) -sustained-phase $(SUSTAINED_PHASE) $(BENCH_FLAGS)
+		-sustained=$(if $(filter 1,$(SUSTAINED)),true,false) -sustained-phase $(SUSTAINED_PHASE) $(MOUNTS_FLAGS) $(BENCH_FLAGS)
+
+bench-mounts: build vault mock-bin
+	@echo "make bench-mounts: about 15 minutes for MOUNTS=$(MOUNTS), plus 20 for the rotation herd (MOUNTS_HERD=0 leaves it out)"
+	go build -o $(BIN_DIR)/floorplugin ./bench/floorplugin
+	cd e2e && go run ./cmd/bench -vault-bin $(VAULT_BIN) -plugin-bin $(PLUGIN_BIN) \
+		-floor-bin $(BIN_DIR)/floorplugin -mock-bin $(MOCK_BIN) -out $(CURDIR)/bench/RESULTS.md -mounts-only $(MOUNTS_FLAGS) $(BENCH_FLAGS)
 
 bench-announce:
 ifeq ($(SUSTAINED),1)
 	@echo "make bench: about 27 minutes on 2 cores with the default SUSTAINED_PHASE=150s: handler benchmarks ~1 min," \
-		"short load runs ~5 min, sustained load 5 read paths alone and 2 pairs at once x $(SUSTAINED_PHASE) plus two lease drains ~21 min. SUSTAINED=0 skips the last part."
+		"short load runs ~5 min, sustained load 5 read paths alone and 2 pairs at once x $(SUSTAINED_PHASE) plus two lease drains ~21 min. SUSTAINED=0 skips that part."
 else
 	@echo "make bench: about 6 minutes on 2 cores (handler benchmarks and short load runs; SUSTAINED=0)."
+endif
+ifneq ($(MOUNTS),)
+	@echo "make bench: then the many-mounts stage (MOUNTS=$(MOUNTS)): about 15 minutes, plus 20 for the rotation herd (MOUNTS_HERD=0 leaves it out). MOUNTS= skips it."
 endif
 
 # The rotation simulation (sim_test.go) for many more seeds than `make test` runs (500); prints

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -293,6 +294,33 @@ func TestFactoryReportsVersionAndPaths(t *testing.T) {
 				t.Errorf("field %s/%s lacks description or display attributes", p.Pattern, name)
 			}
 		}
+	}
+}
+
+// Many mounts, one process (issue 19): every mount's paths share their schemas and display
+// attributes (read-only to the framework), and keep their own Path values, whose callbacks are
+// bound to the mount and whose patterns the framework anchors in place.
+func TestMountsShareSchemasNotPaths(t *testing.T) {
+	a, b := newTestEnv(t, mockinabit.Options{}), newTestEnv(t, mockinabit.Options{})
+	if len(a.b.Paths) != len(b.b.Paths) {
+		t.Fatal("mounts differ in paths")
+	}
+	for i, pa := range a.b.Paths {
+		pb := b.b.Paths[i]
+		if pa == pb {
+			t.Fatalf("path %q: one *framework.Path for two mounts", pa.Pattern)
+		}
+		if pa.DisplayAttrs != pb.DisplayAttrs || reflect.ValueOf(pa.Fields).UnsafePointer() != reflect.ValueOf(pb.Fields).UnsafePointer() {
+			t.Errorf("path %q: each mount builds its own schema", pa.Pattern)
+		}
+	}
+	if reflect.ValueOf(a.b.Secrets[0].Fields).UnsafePointer() != reflect.ValueOf(b.b.Secrets[0].Fields).UnsafePointer() {
+		t.Error("each mount builds its own secret schema")
+	}
+	// Each mount still routes to itself: a's config write is not b's.
+	a.configure(t, nil)
+	if resp, err := b.request(logical.ReadOperation, "config", nil); err != nil || resp != nil && !resp.IsError() && resp.Data["url"] != nil {
+		t.Fatalf("b sees a's config: %v %v", resp, err)
 	}
 }
 

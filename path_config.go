@@ -14,110 +14,121 @@ import (
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
+// Display attributes shared by every mount's paths, as configFields is.
+var (
+	attrsVerbConfigure = &framework.DisplayAttributes{OperationVerb: "configure"}
+	attrsVerbRead      = &framework.DisplayAttributes{OperationVerb: "read"}
+	attrsVerbDelete    = &framework.DisplayAttributes{OperationVerb: "delete"}
+	attrsVerbGenerate  = &framework.DisplayAttributes{OperationVerb: "generate"}
+	attrsConfig        = &framework.DisplayAttributes{OperationPrefix: "inabit", OperationSuffix: "configuration"}
+)
+
+// configFields is the config path's schema, one map for every mount: the framework only reads a
+// path's fields and their display attributes, and one plugin process serves every mount (issue
+// 19: built per mount, they were some 4.5 KB of each one's heap).
+var configFields = map[string]*framework.FieldSchema{
+	fieldLoginToken: {
+		Type: framework.TypeString,
+		Description: "The API user's inabit login token (a JWT). Required on the first write; " +
+			"later writes without it keep the stored one. Never returned.",
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Login token", Sensitive: true},
+	},
+	fieldURL: {
+		Type:        framework.TypeString,
+		Description: "inabit GraphQL endpoint. Must be https://, or http:// on a loopback host.",
+		Default:     defaultURL,
+		DisplayAttrs: &framework.DisplayAttributes{
+			Name: "GraphQL URL",
+		},
+	},
+	fieldRotationPeriod: {
+		Type: framework.TypeDurationSecond,
+		Description: "Rotate the login token once it is this old (from its iat, else from when Vault " +
+			"stored it). At least 1m and shorter than the token's lifetime. 0 means not set, as in Vault: " +
+			"with rotation_schedule the schedule applies, alone it rotates the token only before it expires.",
+		Default:      int(defaultRotationPeriod.Seconds()),
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation period"},
+	},
+	fieldRotationSchedule: {
+		Type: framework.TypeString,
+		Description: "Rotate on a 5-field cron schedule evaluated in UTC instead of by age, e.g. \"0 10 * * 2\" " +
+			"(Tuesdays 10:00) so rotations happen when people can react. Excludes rotation_period; setting one clears " +
+			"the other. The token's expiry still wins if a slot would come too late. At most 512 bytes.",
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation schedule"},
+	},
+	fieldRotationWindow: {
+		Type: framework.TypeDurationSecond,
+		Description: "With rotation_schedule only: a slot missed while no node could rotate may still be caught up " +
+			"this long after it; later, rotation waits for the next slot. Without it, a missed slot is caught up at " +
+			"the next tick. At least 1h.",
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation window"},
+	},
+	fieldDisableAutomatedRotation: {
+		Type:         framework.TypeBool,
+		Description:  "Turn off periodic rotation. rotate-root still works.",
+		Default:      false,
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Disable automated rotation"},
+	},
+	fieldAccessTokenMinTTL: {
+		Type: framework.TypeDurationSecond,
+		Description: "Hand out a cached access token only while at least this much of its life remains. " +
+			"Set it to the access token lifetime to fetch a new token for every read (reads that arrive " +
+			"while a fetch is in flight share it). At least 2m.",
+		Default:      int(defaultAccessTokenMinTTL.Seconds()),
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Access token minimum TTL"},
+	},
+	fieldRequestTimeout: {
+		Type:         framework.TypeDurationSecond,
+		Description:  "Timeout of each call to inabit, between 1s and 5m.",
+		Default:      int(defaultRequestTimeout.Seconds()),
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Request timeout"},
+	},
+	fieldRefreshGracePeriod: {
+		Type: framework.TypeDurationSecond,
+		Description: "After a refresh whose answer never came (timeout, dropped connection, 5xx, a proxy's page), " +
+			"how long inabit is given to finish applying it before the engine asks whether it did; no refresh is " +
+			"sent meanwhile. Between 30s and 1h.",
+		Default:      int(defaultRefreshGracePeriod.Seconds()),
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Refresh grace period"},
+	},
+	fieldVerifyConnection: {
+		Type: framework.TypeBool,
+		Description: "On write, fetch an access token with the login token before saving; a rejected " +
+			"or unreachable token is refused and nothing is saved.",
+		Default:      true,
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Verify connection"},
+	},
+	fieldForce: {
+		Type: framework.TypeBool,
+		Description: "Delete only: delete the config even though it holds a live login token, which is then " +
+			"gone (inabit cannot give it back). Without it such a delete is refused. " +
+			"`vault delete <mount>/config force=true`, or DELETE with ?force=true.",
+		Query:        true,
+		DisplayAttrs: &framework.DisplayAttributes{Name: "Force delete"},
+	},
+}
+
 func pathConfig(b *backend) *framework.Path {
 	write := &framework.PathOperation{
 		Callback:                    b.pathConfigWrite,
-		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+		DisplayAttrs:                attrsVerbConfigure,
 		ForwardPerformanceStandby:   true,
 		ForwardPerformanceSecondary: true,
 	}
 	return &framework.Path{
-		Pattern: pathConfigPattern,
-		DisplayAttrs: &framework.DisplayAttributes{
-			OperationPrefix: "inabit",
-			OperationSuffix: "configuration",
-		},
-		Fields: map[string]*framework.FieldSchema{
-			fieldLoginToken: {
-				Type: framework.TypeString,
-				Description: "The API user's inabit login token (a JWT). Required on the first write; " +
-					"later writes without it keep the stored one. Never returned.",
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Login token", Sensitive: true},
-			},
-			fieldURL: {
-				Type:        framework.TypeString,
-				Description: "inabit GraphQL endpoint. Must be https://, or http:// on a loopback host.",
-				Default:     defaultURL,
-				DisplayAttrs: &framework.DisplayAttributes{
-					Name: "GraphQL URL",
-				},
-			},
-			fieldRotationPeriod: {
-				Type: framework.TypeDurationSecond,
-				Description: "Rotate the login token once it is this old (from its iat, else from when Vault " +
-					"stored it). At least 1m and shorter than the token's lifetime. 0 means not set, as in Vault: " +
-					"with rotation_schedule the schedule applies, alone it rotates the token only before it expires.",
-				Default:      int(defaultRotationPeriod.Seconds()),
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation period"},
-			},
-			fieldRotationSchedule: {
-				Type: framework.TypeString,
-				Description: "Rotate on a 5-field cron schedule evaluated in UTC instead of by age, e.g. \"0 10 * * 2\" " +
-					"(Tuesdays 10:00) so rotations happen when people can react. Excludes rotation_period; setting one clears " +
-					"the other. The token's expiry still wins if a slot would come too late. At most 512 bytes.",
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation schedule"},
-			},
-			fieldRotationWindow: {
-				Type: framework.TypeDurationSecond,
-				Description: "With rotation_schedule only: a slot missed while no node could rotate may still be caught up " +
-					"this long after it; later, rotation waits for the next slot. Without it, a missed slot is caught up at " +
-					"the next tick. At least 1h.",
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Rotation window"},
-			},
-			fieldDisableAutomatedRotation: {
-				Type:         framework.TypeBool,
-				Description:  "Turn off periodic rotation. rotate-root still works.",
-				Default:      false,
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Disable automated rotation"},
-			},
-			fieldAccessTokenMinTTL: {
-				Type: framework.TypeDurationSecond,
-				Description: "Hand out a cached access token only while at least this much of its life remains. " +
-					"Set it to the access token lifetime to fetch a new token for every read (reads that arrive " +
-					"while a fetch is in flight share it). At least 2m.",
-				Default:      int(defaultAccessTokenMinTTL.Seconds()),
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Access token minimum TTL"},
-			},
-			fieldRequestTimeout: {
-				Type:         framework.TypeDurationSecond,
-				Description:  "Timeout of each call to inabit, between 1s and 5m.",
-				Default:      int(defaultRequestTimeout.Seconds()),
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Request timeout"},
-			},
-			fieldRefreshGracePeriod: {
-				Type: framework.TypeDurationSecond,
-				Description: "After a refresh whose answer never came (timeout, dropped connection, 5xx, a proxy's page), " +
-					"how long inabit is given to finish applying it before the engine asks whether it did; no refresh is " +
-					"sent meanwhile. Between 30s and 1h.",
-				Default:      int(defaultRefreshGracePeriod.Seconds()),
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Refresh grace period"},
-			},
-			fieldVerifyConnection: {
-				Type: framework.TypeBool,
-				Description: "On write, fetch an access token with the login token before saving; a rejected " +
-					"or unreachable token is refused and nothing is saved.",
-				Default:      true,
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Verify connection"},
-			},
-			fieldForce: {
-				Type: framework.TypeBool,
-				Description: "Delete only: delete the config even though it holds a live login token, which is then " +
-					"gone (inabit cannot give it back). Without it such a delete is refused. " +
-					"`vault delete <mount>/config force=true`, or DELETE with ?force=true.",
-				Query:        true,
-				DisplayAttrs: &framework.DisplayAttributes{Name: "Force delete"},
-			},
-		},
+		Pattern:      pathConfigPattern,
+		DisplayAttrs: attrsConfig,
+		Fields:       configFields,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathConfigRead,
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				DisplayAttrs: attrsVerbRead,
 			},
 			logical.CreateOperation: write,
 			logical.UpdateOperation: write,
 			logical.DeleteOperation: &framework.PathOperation{
 				Callback:                    b.pathConfigDelete,
-				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "delete"},
+				DisplayAttrs:                attrsVerbDelete,
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 			},

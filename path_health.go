@@ -27,16 +27,13 @@ const (
 // policy can grant it alone.
 func pathHealth(b *backend) *framework.Path {
 	return &framework.Path{
-		Pattern: pathHealthPattern,
-		DisplayAttrs: &framework.DisplayAttributes{
-			OperationPrefix: "inabit",
-			OperationSuffix: "health",
-		},
-		Fields: map[string]*framework.FieldSchema{},
+		Pattern:      pathHealthPattern,
+		DisplayAttrs: attrsHealth,
+		Fields:       healthFields,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathHealthRead,
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				DisplayAttrs: attrsVerbRead,
 				// Only the active node knows of a rotated token held in its memory, and of
 				// rejections its reads have seen: a performance standby would answer from storage.
 				ForwardPerformanceStandby: true,
@@ -62,6 +59,12 @@ rotation has failed 6 times in a row (about half an hour) or half the time betwe
 expiry deadline and its expiry has gone.
 Never returns a token or a setting: grant monitoring read on this path alone.
 `
+
+// Shared by every mount, as configFields is; health takes no fields.
+var (
+	attrsHealth  = &framework.DisplayAttributes{OperationPrefix: "inabit", OperationSuffix: "health"}
+	healthFields = map[string]*framework.FieldSchema{}
+)
 
 var healthResponseFields = map[string]*framework.FieldSchema{
 	fieldState:               {Type: framework.TypeString, Description: "healthy, retrying, pending, rejected_unconfirmed, expiring_unrotated, expired, lost, unsaved or unconfigured."},

@@ -13,16 +13,18 @@ import (
 
 const pathRotateRootPattern = "rotate-root"
 
+// Shared by every mount, as configFields is.
+var (
+	attrsRotateRoot = &framework.DisplayAttributes{OperationPrefix: "inabit", OperationVerb: "rotate", OperationSuffix: "login-token"}
+	// An empty, non-nil schema makes ValidateStrict reject every field.
+	noFields = map[string]*framework.FieldSchema{}
+)
+
 func pathRotateRoot(b *backend) *framework.Path {
 	return &framework.Path{
-		Pattern: pathRotateRootPattern,
-		DisplayAttrs: &framework.DisplayAttributes{
-			OperationPrefix: "inabit",
-			OperationVerb:   "rotate",
-			OperationSuffix: "login-token",
-		},
-		// An empty, non-nil schema makes ValidateStrict reject every field.
-		Fields: map[string]*framework.FieldSchema{},
+		Pattern:      pathRotateRootPattern,
+		DisplayAttrs: attrsRotateRoot,
+		Fields:       noFields,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback: b.pathRotateRootWrite,

@@ -18,18 +18,13 @@ const (
 
 func pathStaticToken(b *backend) *framework.Path {
 	return &framework.Path{
-		Pattern: pathStaticTokenPattern,
-		DisplayAttrs: &framework.DisplayAttributes{
-			OperationPrefix: "inabit",
-			OperationSuffix: "static-access-token",
-		},
+		Pattern:      pathStaticTokenPattern,
+		DisplayAttrs: attrsStaticToken,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathStaticTokenRead,
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				Responses: map[int][]framework.Response{
-					http.StatusOK: {{Description: "OK", Fields: staticTokenResponseFields}},
-				},
+				DisplayAttrs: attrsVerbRead,
+				Responses:    staticTokenResponses,
 			},
 		},
 		HelpSynopsis:    "Get the shared inabit access token without a lease, with ttl and rotation_period.",
@@ -52,6 +47,14 @@ Applications that read at a high rate, or on every request, should read static-t
 of "token" makes Vault store a lease and revoke it later, which costs Vault throughput and
 memory (at 100 reads a second, some 84 000 live leases).
 `
+
+// Shared by every mount, as configFields is.
+var (
+	attrsStaticToken     = &framework.DisplayAttributes{OperationPrefix: "inabit", OperationSuffix: "static-access-token"}
+	staticTokenResponses = map[int][]framework.Response{
+		http.StatusOK: {{Description: "OK", Fields: staticTokenResponseFields}},
+	}
+)
 
 var staticTokenResponseFields = map[string]*framework.FieldSchema{
 	fieldAccessToken:       {Type: framework.TypeString, Description: "inabit access token (JWT) for the Authorization: Bearer header."},

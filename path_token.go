@@ -87,15 +87,12 @@ func (a *accessToken) leaseTTL(mono time.Duration, now time.Time) time.Duration 
 
 func pathToken(b *backend) *framework.Path {
 	return &framework.Path{
-		Pattern: pathTokenPattern,
-		DisplayAttrs: &framework.DisplayAttributes{
-			OperationPrefix: "inabit",
-			OperationSuffix: "access-token",
-		},
+		Pattern:      pathTokenPattern,
+		DisplayAttrs: attrsToken,
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathTokenRead,
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "generate"},
+				DisplayAttrs: attrsVerbGenerate,
 			},
 		},
 		HelpSynopsis:    "Get a short-lived inabit access token as a lease.",
@@ -111,14 +108,20 @@ on its own. Revoking a lease does not revoke anything at inabit (inabit has no s
 to cut off cached tokens, run rotate-root or write the config.
 `
 
+// Shared by every mount, as configFields is.
+var (
+	attrsToken        = &framework.DisplayAttributes{OperationPrefix: "inabit", OperationSuffix: "access-token"}
+	accessTokenFields = map[string]*framework.FieldSchema{
+		fieldAccessToken: {Type: framework.TypeString, Description: "inabit access token (JWT) for the Authorization: Bearer header."},
+		fieldTokenType:   {Type: framework.TypeString, Description: `Always "Bearer".`},
+		fieldExpiresAt:   {Type: framework.TypeString, Description: "When the access token expires (RFC 3339, UTC)."},
+	}
+)
+
 func secretAccessToken(b *backend) *framework.Secret {
 	return &framework.Secret{
-		Type: secretTypeAccess,
-		Fields: map[string]*framework.FieldSchema{
-			fieldAccessToken: {Type: framework.TypeString, Description: "inabit access token (JWT) for the Authorization: Bearer header."},
-			fieldTokenType:   {Type: framework.TypeString, Description: `Always "Bearer".`},
-			fieldExpiresAt:   {Type: framework.TypeString, Description: "When the access token expires (RFC 3339, UTC)."},
-		},
+		Type:            secretTypeAccess,
+		Fields:          accessTokenFields,
 		DefaultDuration: assumedAccessTokenLifetime - leaseSafetyMargin,
 		// A failing Revoke would make leases irrevocable and block "secrets disable", and Vault
 		// calls Revoke on every expiry, so it must succeed and must not touch the shared cache.

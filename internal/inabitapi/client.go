@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -44,6 +45,10 @@ type Client struct {
 	gql         *graphql.Client
 	http        *http.Client
 	noRetryWait bool
+	// shared is the key of the process-wide network transport the client uses (shared.go); nil
+	// when it was given its own (WithTransport). released: CloseIdle has given it up.
+	shared   *transportKey
+	released atomic.Bool
 }
 
 // Option configures a Client.
@@ -69,8 +74,10 @@ func New(endpoint string, timeout time.Duration, opts ...Option) *Client {
 		opt(&o)
 	}
 	base := o.transport
+	var key *transportKey
 	if base == nil {
-		base = networkTransport(timeout, strings.HasPrefix(strings.ToLower(endpoint), "http:"))
+		key = &transportKey{timeout: timeout, loopbackOnly: strings.HasPrefix(strings.ToLower(endpoint), "http:")}
+		base = acquireTransport(*key)
 	}
 	httpClient := &http.Client{
 		Timeout:   timeout,
@@ -80,7 +87,7 @@ func New(endpoint string, timeout time.Duration, opts ...Option) *Client {
 	}
 	// machinebox's Log hook prints headers and bodies, which hold tokens: it keeps its no-op
 	// default and is never assigned.
-	return &Client{gql: graphql.NewClient(endpoint, graphql.WithHTTPClient(httpClient)), http: httpClient, noRetryWait: o.noRetryWait}
+	return &Client{gql: graphql.NewClient(endpoint, graphql.WithHTTPClient(httpClient)), http: httpClient, noRetryWait: o.noRetryWait, shared: key}
 }
 
 // networkTransport is the transport to inabit. It speaks HTTP/1.1 only: Vault's environment may
@@ -104,11 +111,26 @@ func networkTransport(timeout time.Duration, loopbackOnly bool) *http.Transport 
 	}
 }
 
-// CloseIdle releases the connections of a client the caller no longer uses.
+// CloseIdle releases a client the caller no longer uses. A client on the shared network transport
+// gives it up, and the last one to do so closes its idle connections; a client given its own
+// transport closes that one's. Calls still in flight finish either way. Calling it again does
+// nothing more.
 func (c *Client) CloseIdle() {
-	if c != nil {
+	switch {
+	case c == nil:
+	case c.shared == nil:
 		c.http.CloseIdleConnections()
+	case c.released.CompareAndSwap(false, true):
+		releaseTransport(*c.shared)
 	}
+}
+
+// transport is the shared network transport c uses; nil when it was given its own.
+func (c *Client) transport() *http.Transport {
+	if c.shared == nil {
+		return nil
+	}
+	return c.http.Transport.(*statusTransport).base.(*http.Transport)
 }
 
 // AccessToken asks for a short-lived access token. It is idempotent, so transient faults are

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -133,8 +134,19 @@ func writeJSON(w http.ResponseWriter, v any) {
 //	POST   /admin/revoke                      RevokeLoginToken: the live token dies, none replaces it; {"login_token":""}
 //	POST   /admin/valid/login    {"token":t}  {"valid":bool}: t is the live, unexpired login token
 //	POST   /admin/valid/access   {"token":t}  {"valid":bool}: t is an unexpired access token this mock minted
-//	GET    /admin/counts                      {"calls":{op:n},"rejected":{op:n}}
-//	DELETE /admin/counts                      ResetCalls; answers as GET
+//	GET    /admin/counts                      {"calls":{op:n},"rejected":{op:n},"limited":{op:n},
+//	                                          "in_flight":{op:n},"peak_in_flight":{op:n},"users":n}
+//	DELETE /admin/counts                      ResetCalls (every user's counters too); answers as GET
+//	GET    /admin/history                     {"calls_per_second":{op:{"<unix second>":n}},"limited_per_second":{op:{…}},
+//	                                          "refreshes_applied_per_second":{"<unix second>":n}}, the last 3 h
+//	POST   /admin/users?n=N                   CreateUsers: {"users":[{"id":"user-0001","login_token":"eyJ..."}, ...]}
+//	                                          (N at most MaxUsersPerCall)
+//	GET    /admin/users                       {"users":[UserStats, ...]}, the default user first
+//	GET    /admin/users/{id}                  that user's UserStats plus its live "login_token"
+//	GET    /admin/rate-limit                  {"per_second":n,"limited":{op:n}} (0: no limit)
+//	POST   /admin/rate-limit?per_second=N     SetRateLimit(N): beyond N calls in a second, 429 with
+//	                                          Retry-After: 1; answers as GET
+//	DELETE /admin/rate-limit                  SetRateLimit(0); answers as GET
 //	POST   /admin/faults?op=OP   FaultJSON    InjectFault (OP is getApiUserAccessToken or refreshApiUserLoginToken)
 //	DELETE /admin/faults                      ClearFaults (and releases held answers)
 //	POST   /admin/wait-idle?timeout=10s       {"idle":bool}: WaitIdle (timeout at most 5m)
@@ -198,18 +210,84 @@ func (s *Server) AdminHandler() http.Handler {
 		}
 		writeJSON(w, map[string]bool{"valid": valid})
 	})
+	ops := []Op{OpAccessToken, OpRefresh}
 	counts := func(w http.ResponseWriter) {
-		out := map[string]map[Op]int{"calls": {}, "rejected": {}}
-		for _, op := range []Op{OpAccessToken, OpRefresh} {
-			out["calls"][op] = s.Calls(op)
-			out["rejected"][op] = s.Rejected(op)
+		out := map[string]any{}
+		for name, get := range map[string]func(Op) int{"calls": s.Calls, "rejected": s.Rejected, "limited": s.Limited,
+			"in_flight": s.InFlight, "peak_in_flight": s.PeakInFlight} {
+			m := map[Op]int{}
+			for _, op := range ops {
+				m[op] = get(op)
+			}
+			out[name] = m
 		}
+		out["users"] = len(s.Users())
 		writeJSON(w, out)
 	}
 	mux.HandleFunc("GET /admin/counts", func(w http.ResponseWriter, r *http.Request) { counts(w) })
 	mux.HandleFunc("DELETE /admin/counts", func(w http.ResponseWriter, r *http.Request) {
 		s.ResetCalls()
 		counts(w)
+	})
+	mux.HandleFunc("GET /admin/history", func(w http.ResponseWriter, r *http.Request) {
+		wire := func(h map[int64]int) map[string]int {
+			m := make(map[string]int, len(h))
+			for sec, n := range h {
+				m[strconv.FormatInt(sec, 10)] = n
+			}
+			return m
+		}
+		calls, limited := map[Op]map[string]int{}, map[Op]map[string]int{}
+		for _, op := range ops {
+			calls[op], limited[op] = wire(s.CallsPerSecond(op)), wire(s.LimitedPerSecond(op))
+		}
+		writeJSON(w, map[string]any{"calls_per_second": calls, "limited_per_second": limited,
+			"refreshes_applied_per_second": wire(s.RefreshesAppliedPerSecond())})
+	})
+	mux.HandleFunc("POST /admin/users", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil || n < 1 || n > MaxUsersPerCall {
+			http.Error(w, fmt.Sprintf("n=%q: want how many users to create, 1..%d", r.URL.Query().Get("n"), MaxUsersPerCall), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, map[string][]User{"users": s.CreateUsers(n)})
+	})
+	mux.HandleFunc("GET /admin/users", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string][]UserStats{"users": s.Users()})
+	})
+	mux.HandleFunc("GET /admin/users/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		st, ok := s.UserStatsOf(id)
+		tok, _ := s.UserLoginToken(id)
+		if !ok {
+			http.Error(w, fmt.Sprintf("no user %q", id), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, struct {
+			UserStats
+			LoginToken string `json:"login_token"`
+		}{st, tok})
+	})
+	rateLimit := func(w http.ResponseWriter) {
+		limited := map[Op]int{}
+		for _, op := range ops {
+			limited[op] = s.Limited(op)
+		}
+		writeJSON(w, map[string]any{"per_second": s.RateLimit(), "limited": limited})
+	}
+	mux.HandleFunc("GET /admin/rate-limit", func(w http.ResponseWriter, r *http.Request) { rateLimit(w) })
+	mux.HandleFunc("POST /admin/rate-limit", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("per_second"))
+		if err != nil || n < 0 {
+			http.Error(w, fmt.Sprintf("per_second=%q: want calls per second, 0 for no limit", r.URL.Query().Get("per_second")), http.StatusBadRequest)
+			return
+		}
+		s.SetRateLimit(n)
+		rateLimit(w)
+	})
+	mux.HandleFunc("DELETE /admin/rate-limit", func(w http.ResponseWriter, r *http.Request) {
+		s.SetRateLimit(0)
+		rateLimit(w)
 	})
 	mux.HandleFunc("POST /admin/faults", func(w http.ResponseWriter, r *http.Request) {
 		op, err := parseOp(r.URL.Query().Get("op"))
@@ -263,7 +341,7 @@ func (s *Server) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown control route "+r.Method+" "+r.URL.Path+"; see AdminHandler in internal/mockinabit/admin.go ("+
-			strings.Join([]string{"ttl", "login-token", "revoke", "valid/login", "valid/access", "counts", "faults", "wait-idle", "applied"}, ", ")+")",
+			strings.Join([]string{"ttl", "login-token", "revoke", "valid/login", "valid/access", "counts", "history", "users", "rate-limit", "faults", "wait-idle", "applied"}, ", ")+")",
 			http.StatusNotFound)
 	})
 	return mux

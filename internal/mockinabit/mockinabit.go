@@ -1,6 +1,6 @@
 // Package mockinabit is a stand-in for inabit's GraphQL API: a real GraphQL server with the two
-// authentication queries, HS256 JWTs with iat/exp, one live login token at a time, call counters
-// and fault injection. Unit tests run it in-process; internal/cmd/mock-inabit serves it on
+// authentication queries, HS256 JWTs with iat/exp, API users each with one live login token at a
+// time, call counters (in total and per user), fault injection and an optional rate limit. Unit tests run it in-process; internal/cmd/mock-inabit serves it on
 // loopback for `make dev` and for the e2e suite, which drives each mock process over the HTTP
 // control API of AdminHandler (admin.go). It lives in internal/ so that nothing outside this
 // repository depends on it and the plugin binary links none of it.
@@ -122,19 +122,55 @@ type Options struct {
 	Now func() time.Time
 }
 
+// DefaultUserID is the API user every mock starts with. LoginToken, IssueLoginToken and
+// RevokeLoginToken act on it; CreateUsers adds others, each with its own login token.
+const DefaultUserID = "api-user"
+
+// MaxUsersPerCall bounds one CreateUsers through the control API.
+const MaxUsersPerCall = 10_000
+
+// maxHistorySeconds bounds the per-second call history: the last three hours are kept.
+const maxHistorySeconds = 3 * 3600
+
+// user is one API user: its live login token ("" once revoked) and its own counters. A token
+// names its user in the sub claim, so a call is counted against the user whose token it carries,
+// live or dead.
+type user struct {
+	id                       string
+	current                  string
+	calls, rejected, limited map[Op]int
+	refreshes                int
+}
+
+func newUser(id string) *user {
+	return &user{id: id, calls: map[Op]int{}, rejected: map[Op]int{}, limited: map[Op]int{}}
+}
+
 // Server is the mock. All methods are safe for concurrent use.
 type Server struct {
 	schema *graphql.Schema
 	key    []byte
 	now    func() time.Time
 
-	mu             sync.Mutex
-	loginTTL       time.Duration
-	accessTTL      time.Duration
-	current        string
-	retired        map[string]bool
-	calls          map[Op]int
-	rejected       map[Op]int
+	mu        sync.Mutex
+	loginTTL  time.Duration
+	accessTTL time.Duration
+	// def is the default user (DefaultUserID); users holds every user by id, order in creation order.
+	def      *user
+	users    map[string]*user
+	order    []*user
+	retired  map[string]bool
+	calls    map[Op]int
+	rejected map[Op]int
+	limited  map[Op]int
+	// perSecond is the rate limit (0: none): calls beyond it within one wall-clock second are
+	// answered 429; window is that second, windowCalls the calls admitted in it.
+	perSecond      int
+	window         int64
+	windowCalls    int
+	inFlight       map[Op]int
+	peak           map[Op]int
+	history        map[series]map[int64]int
 	faults         map[Op][]*Fault
 	release        chan struct{}
 	appliedSignals chan Op
@@ -163,9 +199,14 @@ func New(opts Options) *Server {
 		now:            opts.Now,
 		loginTTL:       opts.LoginTokenTTL,
 		accessTTL:      opts.AccessTokenTTL,
+		users:          map[string]*user{},
 		retired:        map[string]bool{},
 		calls:          map[Op]int{},
 		rejected:       map[Op]int{},
+		limited:        map[Op]int{},
+		inFlight:       map[Op]int{},
+		peak:           map[Op]int{},
+		history:        map[series]map[int64]int{},
 		faults:         map[Op][]*Fault{},
 		release:        make(chan struct{}),
 		appliedSignals: make(chan Op, 64),
@@ -173,8 +214,17 @@ func New(opts Options) *Server {
 	}
 	close(s.idle)
 	s.schema = graphql.MustParseSchema(schemaSDL, &resolver{s: s})
-	s.current = s.mint("login", s.loginTTL)
+	s.def = s.addUserLocked(DefaultUserID)
 	return s
+}
+
+// addUserLocked creates user id with a fresh login token; callers hold s.mu (or own s alone).
+func (s *Server) addUserLocked(id string) *user {
+	u := newUser(id)
+	u.current = s.mint(id, "login", s.loginTTL)
+	s.users[id] = u
+	s.order = append(s.order, u)
+	return u
 }
 
 // NewHTTPTest starts the mock on a loopback httptest server; the caller closes it.
@@ -183,12 +233,12 @@ func NewHTTPTest(opts Options) (*Server, *httptest.Server) {
 	return s, httptest.NewServer(s.Handler())
 }
 
-func (s *Server) mint(kind string, ttl time.Duration) string {
+func (s *Server) mint(sub, kind string, ttl time.Duration) string {
 	now := s.now()
 	jti := make([]byte, 12)
 	_, _ = rand.Read(jti)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": "api-user",
+		"sub": sub,
 		"typ": kind,
 		"iat": now.Unix(),
 		"exp": now.Add(ttl).Unix(),
@@ -207,41 +257,255 @@ func (s *Server) verify(tok, kind string) bool {
 	return err == nil && parsed.Valid && claims["typ"] == kind
 }
 
-// LoginToken is the one login token inabit currently accepts.
+// userOf is the id of the user tok names (its sub claim), for any token this mock signed, live,
+// dead or expired; "" for anything else.
+func (s *Server) userOf(tok string) string {
+	if tok == "" {
+		return ""
+	}
+	claims := jwt.MapClaims{}
+	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithoutClaimsValidation()).
+		ParseWithClaims(tok, claims, func(*jwt.Token) (interface{}, error) { return s.key, nil })
+	if err != nil {
+		return ""
+	}
+	sub, _ := claims["sub"].(string)
+	return sub
+}
+
+// LoginToken is the one login token inabit currently accepts for the default user.
 func (s *Server) LoginToken() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.current
+	return s.def.current
 }
 
-// IssueLoginToken replaces the login token, as inabit support would; the old one dies.
+// IssueLoginToken replaces the default user's login token, as inabit support would; the old one
+// dies. Other users' tokens are untouched.
 func (s *Server) IssueLoginToken() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.current != "" {
-		s.retired[s.current] = true
+	if s.def.current != "" {
+		s.retired[s.def.current] = true
 	}
-	s.current = s.mint("login", s.loginTTL)
-	return s.current
+	s.def.current = s.mint(s.def.id, "login", s.loginTTL)
+	return s.def.current
 }
 
-// RevokeLoginToken kills the live login token without issuing another, as inabit support would
-// on revoking it: every later call with it is answered GraphQL UNAUTHENTICATED (and counted as
-// rejected), and LoginToken returns "" until IssueLoginToken.
+// RevokeLoginToken kills the default user's live login token without issuing another, as inabit
+// support would on revoking it: every later call with it is answered GraphQL UNAUTHENTICATED (and
+// counted as rejected), and LoginToken returns "" until IssueLoginToken.
 func (s *Server) RevokeLoginToken() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.current != "" {
-		s.retired[s.current] = true
+	if s.def.current != "" {
+		s.retired[s.def.current] = true
 	}
-	s.current = ""
+	s.def.current = ""
 }
 
-// LoginTokenValid says whether tok is the live, unexpired login token.
+// LoginTokenValid says whether tok is the live, unexpired login token of the user it names.
 func (s *Server) LoginTokenValid(tok string) bool {
+	id := s.userOf(tok)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return tok != "" && tok == s.current && s.verify(tok, "login")
+	return s.liveLocked(s.users[id], tok)
+}
+
+func (s *Server) liveLocked(u *user, tok string) bool {
+	return u != nil && tok != "" && tok == u.current && s.verify(tok, "login")
+}
+
+// User is an API user as CreateUsers returns it: its id and its first login token.
+type User struct {
+	ID         string `json:"id"`
+	LoginToken string `json:"login_token"`
+}
+
+// CreateUsers adds n API users, each with its own live login token, and returns them in order.
+// Ids are "user-0001", "user-0002", … across calls.
+func (s *Server) CreateUsers(n int) []User {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]User, 0, max(n, 0))
+	for i := 0; i < n; i++ {
+		u := s.addUserLocked(fmt.Sprintf("user-%04d", len(s.order)))
+		out = append(out, User{ID: u.id, LoginToken: u.current})
+	}
+	return out
+}
+
+// UserLoginToken is user id's live login token ("" once revoked); ok false for an unknown user.
+func (s *Server) UserLoginToken(id string) (tok string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[id]
+	if u == nil {
+		return "", false
+	}
+	return u.current, true
+}
+
+// UserStats is one user's state and counters.
+type UserStats struct {
+	ID string `json:"id"`
+	// Live: the user holds a live, unexpired login token.
+	Live bool `json:"live"`
+	// Calls counts the calls that carried one of this user's tokens, live or dead; Rejected those
+	// whose token was dead; Limited those the rate limit refused.
+	Calls    map[Op]int `json:"calls"`
+	Rejected map[Op]int `json:"rejected"`
+	Limited  map[Op]int `json:"limited"`
+	// Refreshes counts the refreshes applied: each minted this user a new token and killed the old.
+	Refreshes int `json:"refreshes"`
+}
+
+func (s *Server) statsLocked(u *user) UserStats {
+	return UserStats{ID: u.id, Live: s.liveLocked(u, u.current), Calls: copyOps(u.calls), Rejected: copyOps(u.rejected),
+		Limited: copyOps(u.limited), Refreshes: u.refreshes}
+}
+
+// Users lists every user, the default one first, then in creation order.
+func (s *Server) Users() []UserStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]UserStats, 0, len(s.order))
+	for _, u := range s.order {
+		out = append(out, s.statsLocked(u))
+	}
+	return out
+}
+
+// UserStatsOf is one user's state and counters; ok false for an unknown user.
+func (s *Server) UserStatsOf(id string) (st UserStats, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[id]
+	if u == nil {
+		return UserStats{}, false
+	}
+	return s.statsLocked(u), true
+}
+
+func copyOps(m map[Op]int) map[Op]int {
+	out := make(map[Op]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// SetRateLimit makes the mock answer HTTP 429 with Retry-After: 1, applying nothing, to every
+// call beyond perSecond within one wall-clock second (all users and both queries together: one
+// Vault is one client to inabit). 0 turns it off.
+func (s *Server) SetRateLimit(perSecond int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.perSecond = max(perSecond, 0)
+	s.window, s.windowCalls = 0, 0
+}
+
+// RateLimit is the calls per second beyond which the mock answers 429; 0 when off.
+func (s *Server) RateLimit() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.perSecond
+}
+
+// Limited counts calls for op the rate limit refused (429).
+func (s *Server) Limited(op Op) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.limited[op]
+}
+
+// InFlight is how many calls for op are being handled right now.
+func (s *Server) InFlight(op Op) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight[op]
+}
+
+// PeakInFlight is the most calls for op handled at once since the start or ResetCalls.
+func (s *Server) PeakInFlight(op Op) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak[op]
+}
+
+// series names one per-second history: what was counted, for which op.
+type series struct {
+	kind string // "calls", "limited" or "applied"
+	op   Op
+}
+
+// CallsPerSecond counts the calls for op that reached the mock in each wall-clock second (Unix
+// time) of the last three hours, refused or not.
+func (s *Server) CallsPerSecond(op Op) map[int64]int { return s.historyOf("calls", op) }
+
+// LimitedPerSecond counts the calls for op the rate limit refused, per second as CallsPerSecond.
+func (s *Server) LimitedPerSecond(op Op) map[int64]int { return s.historyOf("limited", op) }
+
+// RefreshesAppliedPerSecond counts the refreshes applied (a new token minted, the old one
+// killed), per second as CallsPerSecond.
+func (s *Server) RefreshesAppliedPerSecond() map[int64]int { return s.historyOf("applied", OpRefresh) }
+
+func (s *Server) historyOf(kind string, op Op) map[int64]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.history[series{kind, op}]
+	out := make(map[int64]int, len(h))
+	for k, v := range h {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *Server) enterCall(op Op) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight[op]++
+	s.peak[op] = max(s.peak[op], s.inFlight[op])
+}
+
+func (s *Server) leaveCall(op Op) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight[op]--
+}
+
+// recordSecondLocked counts one kind/op event in second sec's history; callers hold s.mu.
+func (s *Server) recordSecondLocked(kind string, op Op, sec int64) {
+	key := series{kind, op}
+	h := s.history[key]
+	if h == nil {
+		h = map[int64]int{}
+		s.history[key] = h
+	}
+	if _, seen := h[sec]; !seen && len(h) >= maxHistorySeconds {
+		for k := range h {
+			if k <= sec-maxHistorySeconds {
+				delete(h, k)
+			}
+		}
+	}
+	h[sec]++
+}
+
+// limitedLocked says whether the rate limit refuses a call arriving in second sec, and admits it
+// otherwise; callers hold s.mu.
+func (s *Server) limitedLocked(sec int64) bool {
+	if s.perSecond <= 0 {
+		return false
+	}
+	if sec != s.window {
+		s.window, s.windowCalls = sec, 0
+	}
+	if s.windowCalls >= s.perSecond {
+		return true
+	}
+	s.windowCalls++
+	return false
 }
 
 // AccessTokenValid says whether tok is an unexpired access token this mock issued.
@@ -285,12 +549,19 @@ func (s *Server) Rejected(op Op) int {
 	return s.rejected[op]
 }
 
-// ResetCalls zeroes the counters.
+// ResetCalls zeroes the counters: totals, every user's, the rate limit's refusals, the peaks in
+// flight and the per-second history.
 func (s *Server) ResetCalls() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = map[Op]int{}
 	s.rejected = map[Op]int{}
+	s.limited = map[Op]int{}
+	s.peak = map[Op]int{}
+	s.history = map[series]map[int64]int{}
+	for _, u := range s.order {
+		u.calls, u.rejected, u.limited, u.refreshes = map[Op]int{}, map[Op]int{}, map[Op]int{}, 0
+	}
 }
 
 // InjectFault queues f for op; queued faults apply in order.
@@ -363,10 +634,32 @@ func (s *Server) leaveFault() {
 	}
 }
 
-func (s *Server) takeFault(op Op) *Fault {
+// rateLimited is the answer to a call beyond the rate limit: nothing is applied.
+var rateLimited = Fault{Kind: FaultStatus, Status: http.StatusTooManyRequests, RetryAfter: "1",
+	ContentType: "application/json", Body: `{"message":"Too Many Requests"}`}
+
+// takeFault counts a call for op from user uid ("" when its token is no user's) and returns the
+// fault it meets: the rate limit's 429 first, then the queued faults; nil for a normal answer.
+func (s *Server) takeFault(op Op, uid string) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[op]++
+	u := s.users[uid]
+	if u != nil {
+		u.calls[op]++
+	}
+	sec := s.now().Unix()
+	s.recordSecondLocked("calls", op, sec)
+	if s.limitedLocked(sec) {
+		s.recordSecondLocked("limited", op, sec)
+		s.limited[op]++
+		if u != nil {
+			u.limited[op]++
+		}
+		cp := rateLimited
+		s.enterFaultLocked()
+		return &cp
+	}
 	queue := s.faults[op]
 	if len(queue) == 0 {
 		return nil
@@ -399,10 +692,13 @@ func (s *Server) Handler() http.Handler {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		op := opOf(body)
-		ctx := context.WithValue(r.Context(), authKey{}, strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
-		r = r.WithContext(ctx)
+		tok := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		c := caller{token: tok, user: s.userOf(tok)}
+		r = r.WithContext(context.WithValue(r.Context(), authKey{}, c))
+		s.enterCall(op)
+		defer s.leaveCall(op)
 
-		f := s.takeFault(op)
+		f := s.takeFault(op, c.user)
 		if f == nil {
 			gql.ServeHTTP(w, r)
 			return
@@ -590,6 +886,14 @@ func opOf(body []byte) Op {
 
 type authKey struct{}
 
+// caller is who a call came from: the bearer token and the user it names ("" for none).
+type caller struct{ token, user string }
+
+func callerOf(ctx context.Context) caller {
+	c, _ := ctx.Value(authKey{}).(caller)
+	return c
+}
+
 type unauthenticated struct{}
 
 func (unauthenticated) Error() string { return "Unauthorized: invalid or expired login token" }
@@ -599,37 +903,41 @@ func (unauthenticated) Extensions() map[string]any {
 
 type resolver struct{ s *Server }
 
-func (r *resolver) authorize(ctx context.Context) error {
-	tok, _ := ctx.Value(authKey{}).(string)
-	if tok == "" || !r.s.LoginTokenValid(tok) {
-		r.s.mu.Lock()
-		r.s.rejected[OpAccessToken]++
-		r.s.mu.Unlock()
-		return unauthenticated{}
+// rejectLocked counts a call for op whose token was dead, in total and against its user.
+func (s *Server) rejectLocked(op Op, c caller) {
+	s.rejected[op]++
+	if u := s.users[c.user]; u != nil {
+		u.rejected[op]++
 	}
-	return nil
 }
 
 func (r *resolver) GetApiUserAccessToken(ctx context.Context) (string, error) {
-	if err := r.authorize(ctx); err != nil {
-		return "", err
-	}
+	c := callerOf(ctx)
 	r.s.mu.Lock()
+	if !r.s.liveLocked(r.s.users[c.user], c.token) {
+		r.s.rejectLocked(OpAccessToken, c)
+		r.s.mu.Unlock()
+		return "", unauthenticated{}
+	}
 	ttl := r.s.accessTTL
 	r.s.mu.Unlock()
-	return r.s.mint("access", ttl), nil
+	return r.s.mint(c.user, "access", ttl), nil
 }
 
 func (r *resolver) RefreshApiUserLoginToken(ctx context.Context) (string, error) {
-	tok, _ := ctx.Value(authKey{}).(string)
+	c := callerOf(ctx)
 	r.s.mu.Lock()
 	defer r.s.mu.Unlock()
-	// Check and swap under one lock: two concurrent refreshes with the same token must not both win.
-	if tok == "" || tok != r.s.current || !r.s.verify(tok, "login") {
-		r.s.rejected[OpRefresh]++
+	// Check and swap under one lock: two concurrent refreshes with the same token must not both
+	// win. Only the caller's own user changes: every other user's token stays live.
+	u := r.s.users[c.user]
+	if !r.s.liveLocked(u, c.token) {
+		r.s.rejectLocked(OpRefresh, c)
 		return "", unauthenticated{}
 	}
-	r.s.retired[r.s.current] = true
-	r.s.current = r.s.mint("login", r.s.loginTTL)
-	return r.s.current, nil
+	r.s.retired[u.current] = true
+	u.current = r.s.mint(u.id, "login", r.s.loginTTL)
+	u.refreshes++
+	r.s.recordSecondLocked("applied", OpRefresh, r.s.now().Unix())
+	return u.current, nil
 }

@@ -59,6 +59,13 @@ func main() {
 	pluginVersion := flag.String("plugin-version", envOr("PLUGIN_VERSION", "v0.2.0"), "the version the plugin binary was built with (make exports PLUGIN_VERSION); Vault registers it under this version")
 	pluginEnv := flag.String("plugin-env", "", "comma-separated KEY=VALUE for the inabit plugin's environment, e.g. GOMEMLIMIT=40MiB or GOGC=50, to try other memory settings than the built-in 16 MiB limit")
 	pairsOnly := flag.Bool("pairs-only", false, "for quick experiments: only the paired sustained runs (no short runs, no runs alone); prints their report and writes nothing")
+	mountsFlag := flag.String("mounts", "", "then the many-mounts stage (mounts.go) on a fresh Vault: comma-separated mount counts, e.g. 1,50,200,500; empty skips it")
+	mountsOnly := flag.Bool("mounts-only", false, "run only the many-mounts stage, and replace its section of -out (make bench-mounts)")
+	mountsIdle := flag.Duration("mounts-idle", 2*time.Minute, "many-mounts stage: idle window per mount count for CPU and RSS (Vault ticks each mount once a minute)")
+	mountsHerd := flag.Bool("mounts-herd", true, "many-mounts stage: then the rotation herd, every inabit mount on one rotation_schedule slot (about 20 minutes)")
+	herdRateLimit := flag.Int("herd-rate-limit", 10, "many-mounts stage: during the herd the mock answers 429 beyond this many calls a second")
+	herdLead := flag.Duration("herd-lead", 2*time.Minute, "many-mounts stage: the herd's slot is at least this long after its schedule is written")
+	mountsSVGOut := flag.String("mounts-svg", "", "where to write the many-mounts plot (default: mounts.svg beside -out)")
 	flag.Parse()
 	for name, v := range map[string]string{"-vault-bin": *vaultBin, "-plugin-bin": *pluginBin, "-floor-bin": *floorBin, "-mock-bin": *mockBin} {
 		if v == "" {
@@ -67,6 +74,26 @@ func main() {
 	}
 	sOpts := sustainedOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin, mockBin: *mockBin,
 		phase: *sustainedPhase, window: *sustainedWindow, clients: *sustainedClients, pluginEnv: envList(*pluginEnv), pluginVersion: *pluginVersion}
+	mOpts := mountsOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin, mockBin: *mockBin,
+		counts: mountCounts(*mountsFlag), idle: *mountsIdle, duration: *duration, reps: *reps, clients: 16,
+		herd: *mountsHerd, herdRateLimit: *herdRateLimit, herdLead: *herdLead, pluginEnv: envList(*pluginEnv), pluginVersion: *pluginVersion}
+	mountsSVGPath := *mountsSVGOut
+	if mountsSVGPath == "" {
+		mountsSVGPath = filepath.Join(filepath.Dir(*out), "mounts.svg")
+	}
+	if *mountsOnly {
+		if len(mOpts.counts) == 0 {
+			log.Fatal("-mounts-only needs -mounts, e.g. -mounts 1,50,200,500")
+		}
+		log.Printf("bench: many-mounts stage only, about %s", mountsEstimate(mOpts).Round(time.Minute))
+		section := runMountsSection(mOpts, mountsSVGPath)
+		fmt.Print(section)
+		old, _ := os.ReadFile(*out)
+		must(os.MkdirAll(filepath.Dir(*out), 0o755))
+		must(os.WriteFile(*out, []byte(replaceMountsSection(string(old), section)), 0o644))
+		log.Printf("wrote %s", *out)
+		return
+	}
 	if *pairsOnly {
 		sOpts.pairsOnly = true
 		fmt.Print(sustainedMarkdown(runSustained(sOpts), "sustained.svg"))
@@ -75,14 +102,17 @@ func main() {
 	// Short runs: every scenario at every concurrency and repetition, the warm-ups, and ~75 s of
 	// 100k reads plus the stampede.
 	total := time.Duration(3*(*reps)*5)*(*duration) + 5*500*time.Millisecond + 90*time.Second
+	if len(mOpts.counts) > 0 {
+		total += mountsEstimate(mOpts)
+	}
 	if *sustained {
 		if *sustainedPhase < 3*sustainedLeaseTTL {
 			log.Printf("warning: -sustained-phase %s is shorter than 3 lease lifetimes (%s)", *sustainedPhase, 3*sustainedLeaseTTL)
 		}
-		log.Printf("bench: about %s in all (short runs ~%s, then sustained load ~%s: 5 read paths alone and 2 pairs at once, each for %s)",
+		log.Printf("bench: about %s in all (short runs and the many-mounts stage ~%s, sustained load ~%s: 5 read paths alone and 2 pairs at once, each for %s)",
 			(total + sustainedEstimate(sOpts)).Round(time.Minute), total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute), *sustainedPhase)
 	} else {
-		log.Printf("bench: about %s (short runs only; -sustained adds ~%s)", total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute))
+		log.Printf("bench: about %s (short runs and the many-mounts stage, if any; -sustained adds ~%s)", total.Round(time.Minute), sustainedEstimate(sOpts).Round(time.Minute))
 	}
 
 	mock, err := mockctl.Start(*mockBin, mockctl.Options{})
@@ -248,6 +278,10 @@ func main() {
 		log.Printf("wrote %s", svgPath)
 		md.WriteString("\n" + sustainedMarkdown(r, filepath.Base(svgPath)))
 	}
+	if len(mOpts.counts) > 0 {
+		stopServer()
+		md.WriteString("\n" + runMountsSection(mOpts, mountsSVGPath))
+	}
 	if *goBench != "" {
 		if raw, err := os.ReadFile(*goBench); err == nil {
 			fmt.Fprintf(&md, "\n## Handler benchmarks (`go test -bench`, in-process, no gRPC)\n\n```\n%s```\n", raw)
@@ -315,6 +349,58 @@ func stampede(c *http.Client, url string, n int) int64 {
 	close(start)
 	wg.Wait()
 	return errs.Load()
+}
+
+// mountCounts parses -mounts: ascending positive counts.
+func mountCounts(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || (len(out) > 0 && n <= out[len(out)-1]) {
+			log.Fatalf("-mounts %q: want ascending positive mount counts such as 1,50,200,500", s)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// runMountsSection runs the many-mounts stage, writes its plot to svgPath and returns its
+// Markdown section, between the markers replaceMountsSection looks for.
+func runMountsSection(o mountsOpts, svgPath string) string {
+	r := runMounts(o)
+	must(os.MkdirAll(filepath.Dir(svgPath), 0o755))
+	must(os.WriteFile(svgPath, []byte(mountsSVG(r)), 0o644))
+	log.Printf("wrote %s", svgPath)
+	return mountsBegin + "\n" + mountsMarkdown(r, filepath.Base(svgPath)) + mountsEnd + "\n"
+}
+
+const (
+	mountsBegin = "<!-- many-mounts stage: begin (make bench-mounts replaces this section) -->"
+	mountsEnd   = "<!-- many-mounts stage: end -->"
+)
+
+// replaceMountsSection puts section in place of the one between the markers in report; without
+// them, before the handler benchmarks' section, or at the end.
+func replaceMountsSection(report, section string) string {
+	if i := strings.Index(report, mountsBegin); i >= 0 {
+		if j := strings.Index(report[i:], mountsEnd); j >= 0 {
+			rest := strings.TrimPrefix(report[i+j+len(mountsEnd):], "\n")
+			return report[:i] + section + rest
+		}
+	}
+	if i := strings.Index(report, "\n## Handler benchmarks"); i >= 0 {
+		return report[:i+1] + section + report[i:]
+	}
+	if report != "" && !strings.HasSuffix(report, "\n") {
+		report += "\n"
+	}
+	if report != "" {
+		report += "\n"
+	}
+	return report + section
 }
 
 // envList splits -plugin-env.

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -242,7 +243,7 @@ func (m *Mock) call(ctx context.Context, method, path string, body any, out any)
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer))
 	if err != nil {
 		return fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
 	}
@@ -269,6 +270,9 @@ func (m *Mock) do(method, path string, body, out any, timeout time.Duration) boo
 }
 
 const callTimeout = 30 * time.Second
+
+// maxAnswer bounds a control answer read: GET /admin/users lists every user, about 250 bytes each.
+const maxAnswer = 16 << 20
 
 type tokenAnswer struct {
 	LoginToken string `json:"login_token"`
@@ -309,8 +313,12 @@ func (m *Mock) LoginTokenValid(tok string) bool { return m.valid("login", tok) }
 func (m *Mock) AccessTokenValid(tok string) bool { return m.valid("access", tok) }
 
 type countsAnswer struct {
-	Calls    map[Op]int `json:"calls"`
-	Rejected map[Op]int `json:"rejected"`
+	Calls        map[Op]int `json:"calls"`
+	Rejected     map[Op]int `json:"rejected"`
+	Limited      map[Op]int `json:"limited"`
+	InFlight     map[Op]int `json:"in_flight"`
+	PeakInFlight map[Op]int `json:"peak_in_flight"`
+	Users        int        `json:"users"`
 }
 
 func (m *Mock) counts() countsAnswer {
@@ -325,8 +333,130 @@ func (m *Mock) Calls(op Op) int { return m.counts().Calls[op] }
 // Rejected counts calls for op that presented a dead or unknown login token.
 func (m *Mock) Rejected(op Op) int { return m.counts().Rejected[op] }
 
-// ResetCalls zeroes the counters.
+// ResetCalls zeroes the counters: totals, every user's, refusals, peaks and the history.
 func (m *Mock) ResetCalls() { m.do(http.MethodDelete, "/admin/counts", nil, nil, callTimeout) }
+
+// Counts are the mock's counters at one moment, all from one control call.
+type Counts struct {
+	// Calls, Rejected (a dead token) and Limited (refused by the rate limit, 429) per op.
+	Calls, Rejected, Limited map[Op]int
+	// InFlight is how many calls per op are being handled now; PeakInFlight the most at once
+	// since the start or ResetCalls.
+	InFlight, PeakInFlight map[Op]int
+	// Users is how many API users the mock has, the default one included.
+	Users int
+}
+
+// Counts reads every counter at once.
+func (m *Mock) Counts() Counts {
+	a := m.counts()
+	return Counts{Calls: a.Calls, Rejected: a.Rejected, Limited: a.Limited, InFlight: a.InFlight, PeakInFlight: a.PeakInFlight, Users: a.Users}
+}
+
+// Limited counts calls for op the rate limit refused (429).
+func (m *Mock) Limited(op Op) int { return m.counts().Limited[op] }
+
+// PeakInFlight is the most calls for op the mock handled at once since the start or ResetCalls.
+func (m *Mock) PeakInFlight(op Op) int { return m.counts().PeakInFlight[op] }
+
+// User is an API user as CreateUsers returns it: its id and its first login token.
+type User struct {
+	ID         string `json:"id"`
+	LoginToken string `json:"login_token"`
+}
+
+// UserStats is one user's state and counters (internal/mockinabit's UserStats).
+type UserStats struct {
+	ID string `json:"id"`
+	// Live: the user holds a live, unexpired login token.
+	Live bool `json:"live"`
+	// Calls carrying one of this user's tokens; Rejected: its token was dead; Limited: refused
+	// by the rate limit.
+	Calls    map[Op]int `json:"calls"`
+	Rejected map[Op]int `json:"rejected"`
+	Limited  map[Op]int `json:"limited"`
+	// Refreshes applied: each minted the user a new token and killed the old one.
+	Refreshes int `json:"refreshes"`
+}
+
+// createUsersBatch is how many users one control call creates (about 300 bytes each in the answer).
+const createUsersBatch = 1000
+
+// CreateUsers adds n API users to the mock, each with its own live login token; one user's
+// refresh kills only that user's old token.
+func (m *Mock) CreateUsers(n int) []User {
+	var out []User
+	for n > 0 {
+		k := min(n, createUsersBatch)
+		var a struct {
+			Users []User `json:"users"`
+		}
+		if !m.do(http.MethodPost, fmt.Sprintf("/admin/users?n=%d", k), nil, &a, callTimeout) {
+			return out
+		}
+		out = append(out, a.Users...)
+		n -= k
+	}
+	return out
+}
+
+// Users lists every user's state and counters, the default user first, then in creation order.
+func (m *Mock) Users() []UserStats {
+	var a struct {
+		Users []UserStats `json:"users"`
+	}
+	m.do(http.MethodGet, "/admin/users", nil, &a, callTimeout)
+	return a.Users
+}
+
+// UserLoginToken is user id's live login token ("" once revoked or for an unknown user).
+func (m *Mock) UserLoginToken(id string) string {
+	var a tokenAnswer
+	m.do(http.MethodGet, "/admin/users/"+url.PathEscape(id), nil, &a, callTimeout)
+	return a.LoginToken
+}
+
+// SetRateLimit makes the mock answer 429 with Retry-After: 1, applying nothing, to every call
+// beyond perSecond within one wall-clock second (all users together); 0 turns it off.
+func (m *Mock) SetRateLimit(perSecond int) {
+	m.do(http.MethodPost, fmt.Sprintf("/admin/rate-limit?per_second=%d", perSecond), nil, nil, callTimeout)
+}
+
+// History is the mock's per-second counts (Unix second to count) over the last three hours.
+type History struct {
+	// Calls that reached the mock per op, refused or not; Limited: those the rate limit refused.
+	Calls, Limited map[Op]map[int64]int
+	// RefreshesApplied: refreshes that minted a new token and killed the old one.
+	RefreshesApplied map[int64]int
+}
+
+// History reads the per-second counts.
+func (m *Mock) History() History {
+	var a struct {
+		Calls   map[Op]map[string]int `json:"calls_per_second"`
+		Limited map[Op]map[string]int `json:"limited_per_second"`
+		Applied map[string]int        `json:"refreshes_applied_per_second"`
+	}
+	m.do(http.MethodGet, "/admin/history", nil, &a, callTimeout)
+	secs := func(w map[string]int) map[int64]int {
+		out := make(map[int64]int, len(w))
+		for sec, n := range w {
+			if k, err := strconv.ParseInt(sec, 10, 64); err == nil {
+				out[k] = n
+			}
+		}
+		return out
+	}
+	h := History{Calls: map[Op]map[int64]int{}, Limited: map[Op]map[int64]int{}, RefreshesApplied: secs(a.Applied)}
+	for _, op := range []Op{OpAccessToken, OpRefresh} {
+		h.Calls[op], h.Limited[op] = secs(a.Calls[op]), secs(a.Limited[op])
+	}
+	return h
+}
+
+// CallsPerSecond counts the calls for op that reached the mock in each wall-clock second (Unix
+// time) of the last three hours.
+func (m *Mock) CallsPerSecond(op Op) map[int64]int { return m.History().Calls[op] }
 
 // InjectFault queues f for op; queued faults apply in order.
 func (m *Mock) InjectFault(op Op, f Fault) {

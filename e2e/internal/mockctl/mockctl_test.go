@@ -183,3 +183,64 @@ func TestMockProcess(t *testing.T) {
 	}
 	m.Close()
 }
+
+// TestMockProcessUsers: many API users in one mock process, each refresh killing only its own
+// user's token, per-user counters, the peak in flight, and the rate limit's 429.
+func TestMockProcessUsers(t *testing.T) {
+	m, err := Start(mockBin(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.OnError = func(err error) { t.Errorf("control: %v", err) }
+	users := m.CreateUsers(1200) // more than one control call's batch
+	if len(users) != 1200 || users[0].ID == users[1199].ID {
+		t.Fatalf("CreateUsers(1200): %d users", len(users))
+	}
+	a, b := users[7], users[1100]
+	_, out, err := query(m.URL(), a.LoginToken, OpRefresh, 10*time.Second)
+	fresh := tokenOf(out, OpRefresh)
+	if err != nil || fresh == "" {
+		t.Fatalf("refresh: %v %v", out, err)
+	}
+	if m.LoginTokenValid(a.LoginToken) || !m.LoginTokenValid(fresh) || !m.LoginTokenValid(b.LoginToken) || !m.LoginTokenValid(m.LoginToken()) {
+		t.Fatal("a refresh touched another user's token, or not its own")
+	}
+	if got := m.UserLoginToken(a.ID); got != fresh {
+		t.Fatal("UserLoginToken is not the refreshed token")
+	}
+	list := m.Users()
+	if len(list) != 1201 || list[8].ID != a.ID || list[8].Refreshes != 1 || list[8].Calls[OpRefresh] != 1 || list[1101].Refreshes != 0 {
+		t.Fatalf("Users(): %d users, %+v", len(list), list[8])
+	}
+	if c := m.Counts(); c.Users != 1201 || c.Calls[OpRefresh] != 1 || c.PeakInFlight[OpRefresh] != 1 || c.Limited[OpRefresh] != 0 {
+		t.Fatalf("Counts(): %+v", c)
+	}
+
+	m.SetRateLimit(2)
+	codes := map[int]int{}
+	for i := 0; i < 6; i++ {
+		code, _, _ := query(m.URL(), b.LoginToken, OpAccessToken, 10*time.Second)
+		codes[code]++
+	}
+	if codes[429] == 0 || m.Limited(OpAccessToken) != codes[429] || !m.LoginTokenValid(b.LoginToken) {
+		t.Fatalf("6 calls at 2/s: %v, limited %d", codes, m.Limited(OpAccessToken))
+	}
+	m.SetRateLimit(0)
+	sum := func(h map[int64]int) (n int) {
+		for _, k := range h {
+			n += k
+		}
+		return n
+	}
+	if total := sum(m.CallsPerSecond(OpAccessToken)); total != 6 {
+		t.Fatalf("CallsPerSecond sums to %d, want 6", total)
+	}
+	if h := m.History(); sum(h.Limited[OpAccessToken]) != codes[429] || sum(h.RefreshesApplied) != 1 || sum(h.Calls[OpRefresh]) != 1 {
+		t.Fatalf("History: %+v", h)
+	}
+	m.ResetCalls()
+	if c := m.Counts(); c.Calls[OpAccessToken] != 0 || c.Limited[OpAccessToken] != 0 || c.PeakInFlight[OpRefresh] != 0 {
+		t.Fatalf("after ResetCalls: %+v", c)
+	}
+}

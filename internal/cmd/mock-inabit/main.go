@@ -10,6 +10,8 @@
 //	curl 'http://127.0.0.1:8300/admin/counts'
 //	curl -X POST 'http://127.0.0.1:8300/admin/faults?op=refreshApiUserLoginToken' -d '{"kind":"hold-after-apply","delay":"1m","times":1}'
 //	curl -X POST 'http://127.0.0.1:8300/admin/revoke'
+//	curl -X POST 'http://127.0.0.1:8300/admin/users?n=500'   # 500 more API users, their login tokens
+//	curl -X POST 'http://127.0.0.1:8300/admin/rate-limit?per_second=20'
 package main
 
 import (
@@ -41,7 +43,10 @@ func main() {
 			"Serves a mock inabit GraphQL API on a loopback address. On the same listener,\n"+
 			"  POST /admin/ttl?login=90s&access=60s  sets the lifetimes of tokens minted from now on\n"+
 			"  GET  /admin/ttl                       shows them\n"+
-			"and the rest of the control API (counts, faults, login-token, revoke, valid/..., wait-idle, applied)\n"+
+			"  POST /admin/users?n=500               creates 500 more API users, each with its own login token\n"+
+			"  POST /admin/rate-limit?per_second=20  answers 429 (Retry-After: 1) beyond 20 calls a second\n"+
+			"and the rest of the control API (counts, history, users, rate-limit, faults, login-token, revoke,\n"+
+			"valid/..., wait-idle, applied)\n"+
 			"documented on AdminHandler in internal/mockinabit/admin.go.\n\nFlags:\n", os.Args[0])
 		flag.PrintDefaults()
 	}
