@@ -37,12 +37,14 @@ var (
 func (b *backend) countMount() {
 	if b.counted.CompareAndSwap(false, true) {
 		liveMounts.Add(1)
+		applyMemoryLimit() // memlimit.go
 	}
 }
 
 func (b *backend) uncountMount() {
 	if b.counted.CompareAndSwap(true, false) {
 		liveMounts.Add(-1)
+		applyMemoryLimit()
 	}
 }
 

@@ -61,6 +61,7 @@ func main() {
 	pairsOnly := flag.Bool("pairs-only", false, "for quick experiments: only the paired sustained runs (no short runs, no runs alone); prints their report and writes nothing")
 	mountsFlag := flag.String("mounts", "", "then the many-mounts stage (mounts.go) on a fresh Vault: comma-separated mount counts, e.g. 1,50,200,500; empty skips it")
 	mountsOnly := flag.Bool("mounts-only", false, "run only the many-mounts stage, and replace its section of -out (make bench-mounts)")
+	mountsReps := flag.Int("mounts-reps", 5, "many-mounts stage: interleaved read runs (of -duration) per mount count and plugin")
 	mountsIdle := flag.Duration("mounts-idle", 2*time.Minute, "many-mounts stage: idle window per mount count for CPU and RSS (Vault ticks each mount once a minute)")
 	mountsHerd := flag.Bool("mounts-herd", true, "many-mounts stage: then the rotation herd, every inabit mount on one rotation_schedule slot (about 20 minutes)")
 	herdRateLimit := flag.Int("herd-rate-limit", 10, "many-mounts stage: during the herd the mock answers 429 beyond this many calls a second")
@@ -75,7 +76,7 @@ func main() {
 	sOpts := sustainedOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin, mockBin: *mockBin,
 		phase: *sustainedPhase, window: *sustainedWindow, clients: *sustainedClients, pluginEnv: envList(*pluginEnv), pluginVersion: *pluginVersion}
 	mOpts := mountsOpts{vaultBin: *vaultBin, pluginBin: *pluginBin, floorBin: *floorBin, mockBin: *mockBin,
-		counts: mountCounts(*mountsFlag), idle: *mountsIdle, duration: *duration, reps: *reps, clients: 16,
+		counts: mountCounts(*mountsFlag), idle: *mountsIdle, duration: *duration, reps: *mountsReps, clients: 16,
 		herd: *mountsHerd, herdRateLimit: *herdRateLimit, herdLead: *herdLead, pluginEnv: envList(*pluginEnv), pluginVersion: *pluginVersion}
 	mountsSVGPath := *mountsSVGOut
 	if mountsSVGPath == "" {

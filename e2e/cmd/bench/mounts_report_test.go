@@ -80,7 +80,7 @@ func TestMountsReportOnMadeUpNumbers(t *testing.T) {
 	r.Herd = &herdResult{Mounts: 500, Schedule: "0 10 * * *", Slot: r.Started, Window: time.Hour, RateLimit: 10,
 		Planned: []time.Time{r.Started, r.Started.Add(15 * time.Minute)}, Rotated: 500, PerMinute: []herdMinute{{0, 30, 30, 30, 0}}}
 	md := mountsMarkdown(r, "mounts.svg")
-	for _, want := range []string{"| 500 | 1 / 1 | 50.0 MB | 51.0 MB | 40 | 40 | 360.0 MB | 200 |", "0.95×", "**500 of 500**", "| 0 | 30 | 30 | 30 | 0 |"} {
+	for _, want := range []string{"| 500 | 1 / 1 | 50.0 MB | 51.0 MB | 40 | 40 | 360.0 MB | 200 |", "| 0.95× | 1.00× | 1.00× |", "**500 of 500**", "| 0 | 30 | 30 | 30 | 0 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
