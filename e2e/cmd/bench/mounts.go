@@ -60,7 +60,7 @@ func mountsEstimate(o mountsOpts) time.Duration {
 		most = max(most, n)
 	}
 	d := time.Duration(len(o.counts))*(o.idle+2*mountsSettle) + time.Duration(most)*100*time.Millisecond +
-		time.Duration(2*len(o.counts)*o.reps)*o.duration + 30*time.Second
+		time.Duration(3*len(o.counts)*o.reps)*o.duration + 30*time.Second
 	if o.herd {
 		d += o.herdLead + herdSpread + 3*time.Minute
 	}
@@ -234,8 +234,19 @@ func runMounts(o mountsOpts) *mountsRun {
 			reads[k].Inabit = append(reads[k].Inabit, in.sample)
 			reads[k].Floor = append(reads[k].Floor, fl.sample)
 			reads[k].Loads = append(reads[k].Loads, in.load, fl.load)
-			log.Printf("mounts: rep %d, reads over %4d mounts: inabit %6.0f req/s (%d errors), floor %6.0f req/s (%d errors), load %.2f",
-				rep+1, n, in.rps, in.errors, fl.rps, fl.errors, fl.load)
+			// Then both at once, half the clients each: the machine's drift between the runs
+			// above, minutes apart on a shared machine, is the same for both here.
+			var pin, pfl timedSample
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); pin = runRandom(hc, urls(inabitMount, n), o.clients/2, o.duration) }()
+			go func() { defer wg.Done(); pfl = runRandom(hc, urls(floorMount, n), o.clients/2, o.duration) }()
+			wg.Wait()
+			reads[k].PairRatios = append(reads[k].PairRatios, pin.rps/max(pfl.rps, 1))
+			reads[k].PairErrors += pin.errors + pfl.errors
+			reads[k].Loads = append(reads[k].Loads, loadAvg()[0])
+			log.Printf("mounts: rep %d, reads over %4d mounts: inabit %6.0f req/s (%d errors), floor %6.0f req/s (%d errors); at once %5.0f / %5.0f req/s; load %.2f",
+				rep+1, n, in.rps, in.errors, fl.rps, fl.errors, pin.rps, pfl.rps, loadAvg()[0])
 		}
 	}
 	res.Reads = reads

@@ -75,12 +75,12 @@ func TestMountsReportOnMadeUpNumbers(t *testing.T) {
 		r.Steps = append(r.Steps, mountsStep{N: n, InabitProcs: 1, FloorProcs: 1, InabitRSS: kb, FloorRSS: kb + 1000, VaultRSS: int64(160000 + 400*n),
 			VaultRSSAfterInabit: int64(160000 + 200*n), VaultRSSAfterFloor: int64(160000 + 400*n), IdleWindow: 2 * time.Minute,
 			InabitCPU: 0.1 * float64(i+1), FloorCPU: 0.05, VaultCPU: 1, InabitEnable: time.Second, InabitConfig: time.Second, FloorEnable: time.Second})
-		r.Reads = append(r.Reads, mountsRead{N: n, Inabit: []sample{{rps: 1000}}, Floor: []sample{{rps: 1050}}, Loads: []float64{1, 1}})
+		r.Reads = append(r.Reads, mountsRead{N: n, Inabit: []sample{{rps: 1000}}, Floor: []sample{{rps: 1050}}, PairRatios: []float64{0.9, 1, 1.1}, Loads: []float64{1, 1}})
 	}
 	r.Herd = &herdResult{Mounts: 500, Schedule: "0 10 * * *", Slot: r.Started, Window: time.Hour, RateLimit: 10,
 		Planned: []time.Time{r.Started, r.Started.Add(15 * time.Minute)}, Rotated: 500, PerMinute: []herdMinute{{0, 30, 30, 30, 0}}}
 	md := mountsMarkdown(r, "mounts.svg")
-	for _, want := range []string{"| 500 | 1 / 1 | 50.0 MB | 51.0 MB | 40 | 40 | 360.0 MB | 200 |", "| 0.95× | 1.00× | 1.00× |", "**500 of 500**", "| 0 | 30 | 30 | 30 | 0 |"} {
+	for _, want := range []string{"| 500 | 1 / 1 | 50.0 MB | 51.0 MB | 40 | 40 | 360.0 MB | 200 |", "| 0.95× | 1.00× (0.90–1.10) | 1.00× | 1.00× |", "**500 of 500**", "| 0 | 30 | 30 | 30 | 0 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
