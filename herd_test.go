@@ -34,6 +34,7 @@ func (a *inFlightAPI) RefreshLoginToken(ctx context.Context, loginToken string) 
 func herd(t *testing.T, n int, extra map[string]interface{}) (envs []*testEnv, clock *testClock, peak *atomic.Int64) {
 	t.Helper()
 	clock = newTestClock()
+	usePacer(t, clock, false)
 	var inFlight atomic.Int64
 	peak = &atomic.Int64{}
 	for i := 0; i < n; i++ {

@@ -101,18 +101,18 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, trigger string)
 		// Events say which rule caused the rotation: the period, a schedule slot, the expiry
 		// deadline overriding either, or a retry.
 		trigger = reason
-		// No herd (herd.go): wait a while for one of the process's refresh slots, or leave it to
-		// the next tick; at the expiry deadline, go ahead at once, slot or not.
-		wait := slotWait
-		if reason == rotation.ReasonExpiry {
-			wait = 0
-		}
-		release, ok := acquireRefreshSlot(ctx, wait)
-		if !ok && reason != rotation.ReasonExpiry {
-			b.logger.Debug("rotation due, but other mounts' rotations fill the process's slots; trying again next tick", "reason", reason)
+		// No herd (herd.go): wait a while for the process's pace and one of its refresh slots,
+		// or leave it to the next tick; at the expiry deadline, go ahead at once, slot or not.
+		release, ok := b.awaitHerdTurn(ctx, reason)
+		if !ok {
 			return nil, nil
 		}
 		defer release()
+		cfg, err := b.rotateLocked(ctx, s, cfg, trigger)
+		if err == nil {
+			herdPacer.Succeeded()
+		}
+		return cfg, err
 	}
 	return b.rotateLocked(ctx, s, cfg, trigger)
 }

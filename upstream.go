@@ -18,7 +18,10 @@ type inabitAPI interface {
 const defaultURL = inabitapi.DefaultURL
 
 // newInabitAPI is the production newAPI: the real client over the network.
-func newInabitAPI(url string, timeout time.Duration) inabitAPI { return inabitapi.New(url, timeout) }
+// Every 429 it meets, even one a retry gets past, holds the process's scheduled rotations (herd.go).
+func newInabitAPI(url string, timeout time.Duration) inabitAPI {
+	return inabitapi.New(url, timeout, inabitapi.WithRateLimitNotice(noteRateLimited))
+}
 
 // inabitSaid is what the answer to a failed call said (an HTML title, a GraphQL message),
 // sanitised and redacted, for the operator's log only: an error returned to a caller never

@@ -42,9 +42,10 @@ const (
 
 // Client talks GraphQL to one inabit endpoint.
 type Client struct {
-	gql         *graphql.Client
-	http        *http.Client
-	noRetryWait bool
+	gql           *graphql.Client
+	http          *http.Client
+	noRetryWait   bool
+	onRateLimited func(retryAfter time.Duration)
 	// shared is the key of the process-wide network transport the client uses (shared.go); nil
 	// when it was given its own (WithTransport). released: CloseIdle has given it up.
 	shared   *transportKey
@@ -55,8 +56,9 @@ type Client struct {
 type Option func(*options)
 
 type options struct {
-	transport   http.RoundTripper
-	noRetryWait bool
+	transport     http.RoundTripper
+	noRetryWait   bool
+	onRateLimited func(retryAfter time.Duration)
 }
 
 // WithTransport puts rt, instead of the network, under the client's status handling (tests use an
@@ -66,6 +68,13 @@ func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.tr
 // WithoutRetryWait makes retries of idempotent calls immediate, so a virtual clock is never
 // outrun by real sleeps.
 func WithoutRetryWait() Option { return func(o *options) { o.noRetryWait = true } }
+
+// WithRateLimitNotice calls f with the Retry-After (0 when absent) of every 429 inabit answers,
+// including those a retry then got past: one Vault is one client to inabit, and its other calls
+// should slow down too.
+func WithRateLimitNotice(f func(retryAfter time.Duration)) Option {
+	return func(o *options) { o.onRateLimited = f }
+}
 
 // New returns a client for endpoint whose every HTTP exchange is bounded by timeout.
 func New(endpoint string, timeout time.Duration, opts ...Option) *Client {
@@ -87,7 +96,7 @@ func New(endpoint string, timeout time.Duration, opts ...Option) *Client {
 	}
 	// machinebox's Log hook prints headers and bodies, which hold tokens: it keeps its no-op
 	// default and is never assigned.
-	return &Client{gql: graphql.NewClient(endpoint, graphql.WithHTTPClient(httpClient)), http: httpClient, noRetryWait: o.noRetryWait, shared: key}
+	return &Client{gql: graphql.NewClient(endpoint, graphql.WithHTTPClient(httpClient)), http: httpClient, noRetryWait: o.noRetryWait, onRateLimited: o.onRateLimited, shared: key}
 }
 
 // networkTransport is the transport to inabit. It speaks HTTP/1.1 only: Vault's environment may
@@ -222,6 +231,9 @@ func (c *Client) query(ctx context.Context, q, field, loginToken string) (string
 		err := classify(ctx, runErr)
 		if ue, ok := err.(*Error); ok && ue.Said == "" {
 			ue.Said = note.errors
+		}
+		if ue, ok := err.(*Error); ok && errors.Is(ue, ErrRateLimited) && c.onRateLimited != nil {
+			c.onRateLimited(ue.RetryAfter)
 		}
 		return "", err
 	}

@@ -3,6 +3,8 @@ package inabitapi
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -50,5 +52,40 @@ func TestRateLimited_ReportsRetryAfterAtMostAnHour(t *testing.T) {
 	var ue *Error
 	if !errors.As(err, &ue) || !errors.Is(err, ErrRateLimited) || ue.RetryAfter != time.Hour || !strings.Contains(err.Error(), "retry after 1h0m0s") {
 		t.Fatalf("err = %v (%+v), want rate-limited, retry after 1h", err, ue)
+	}
+}
+
+// Every 429 is noticed, with its Retry-After: the ones a retry got past as well as the last one,
+// and for both queries; other answers are not.
+func TestRateLimitNotice_SeesEvery429IncludingRetriedOnes(t *testing.T) {
+	var calls int
+	var notices []time.Duration
+	c := New("http://127.0.0.1/graphql", time.Second, WithoutRetryWait(),
+		WithRateLimitNotice(func(d time.Duration) { notices = append(notices, d) }),
+		WithTransport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			calls++
+			if calls <= 2 {
+				return &http.Response{StatusCode: 429, Header: http.Header{"Retry-After": {fmt.Sprint(calls - 1)}}, Body: http.NoBody, Request: r}, nil
+			}
+			if calls == 4 {
+				return &http.Response{StatusCode: 503, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+			}
+			return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+				Body: io.NopCloser(strings.NewReader(`{"data":{"getApiUserAccessToken":"tok"}}`)), Request: r}, nil
+		})))
+	if tok, err := c.AccessToken(context.Background(), "x"); err != nil || tok != "tok" {
+		t.Fatalf("AccessToken = %q, %v after two 429s, want the token", tok, err)
+	}
+	if len(notices) != 2 || notices[0] != 0 || notices[1] != time.Second {
+		t.Fatalf("notices %v, want [0s 1s]", notices)
+	}
+	_, _ = c.AccessToken(context.Background(), "x") // a 503, then the token: no notice
+	if len(notices) != 2 {
+		t.Fatalf("a 503 was noticed as a 429: %v", notices)
+	}
+	r := answering(429, nil, nil)
+	r.onRateLimited = func(d time.Duration) { notices = append(notices, d) }
+	if _, _, err := r.RefreshLoginToken(context.Background(), "x"); !errors.Is(err, ErrRateLimited) || len(notices) != 3 || notices[2] != 0 {
+		t.Fatalf("refresh 429 without Retry-After: err %v, notices %v", err, notices)
 	}
 }
