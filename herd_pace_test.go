@@ -197,3 +197,27 @@ func TestARateLimitHoldNeverDelaysTheExpiryDeadline(t *testing.T) {
 		}
 	}
 }
+
+// A rotation booked before a 429 arrived (waiting out its place in the pace) looks again when its
+// wait is over, and leaves the refresh to a later tick instead of sending it into the limit.
+func TestARotationWaitingItsTurnWhenA429ArrivesDoesNotGo(t *testing.T) {
+	envs, mock, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
+	usePacer(t, clock, true)
+	waits := 0
+	pacerSleep = func(ctx context.Context, d time.Duration) error {
+		waits++
+		noteRateLimited(30 * time.Second) // another mount's call met a 429 meanwhile
+		clock.advance(d)
+		return nil
+	}
+	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
+		clock.advance(time.Minute)
+	}
+	tickInTurn(t, envs[:2])
+	if waits != 1 {
+		t.Fatalf("setup: the second mount waited %d times for its turn, want once", waits)
+	}
+	if refreshed := mock.Calls(mockinabit.OpRefresh); refreshed != 1 {
+		t.Fatalf("%d refreshes sent, want only the first mount's: the second was booked before the 429", refreshed)
+	}
+}

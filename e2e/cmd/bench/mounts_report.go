@@ -233,7 +233,7 @@ func herdMarkdown(h *herdResult) string {
 	fmt.Fprintf(&md, "All %d inabit mounts were given `rotation_schedule` = `%s` (one slot, %s UTC) and `rotation_window` = %s, written in %s, %s before the slot. "+
 		"The mock answered HTTP 429 with `Retry-After: 1` to any call beyond %d a second (both queries, all users together: one Vault is one client to inabit). "+
 		"With %d mounts in its process the plugin puts each rotation off by its own offset within half the window, at most 15 minutes (`next_rotation_at` read back: %s to %s UTC), "+
-		"and lets at most 4 scheduled rotations talk to inabit at once.\n\n",
+		"starts them at most two a second across the process (holding them all after any 429 for its Retry-After), and lets at most 4 talk to inabit at once.\n\n",
 		h.Mounts, h.Schedule, h.Slot.Format("15:04"), h.Window, h.WriteTime.Round(time.Millisecond), h.Slot.Sub(h.WritesDone).Round(time.Second),
 		h.RateLimit, h.Mounts, first.UTC().Format("15:04:05"), last.UTC().Format("15:04:05"))
 	fmt.Fprintf(&md, "| | |\n|---|---|\n")
