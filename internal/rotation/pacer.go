@@ -63,13 +63,17 @@ func (p *Pacer) Held(now time.Duration) bool {
 
 // RateLimited records a 429 seen at now, with its Retry-After (0 when absent): every scheduled
 // rotation is held for it, bounded by MinRateLimitHold and MaxRateLimitHold, and the spacing
-// doubles, up to MaxPaceSpacing, since the usual pace was too fast for this API.
+// doubles, up to MaxPaceSpacing, since the usual pace was too fast for this API. A burst of 429s
+// (many reads refused in the same second) is one signal: only a 429 that arrives after the hold
+// is over doubles the spacing again.
 func (p *Pacer) RateLimited(now, retryAfter time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if now >= p.holdUntil {
+		p.spacing = min(2*p.spacing, MaxPaceSpacing)
+	}
 	hold := min(max(retryAfter, MinRateLimitHold), MaxRateLimitHold)
 	p.holdUntil = max(p.holdUntil, now+hold)
-	p.spacing = min(2*p.spacing, MaxPaceSpacing)
 }
 
 // Succeeded records a paced rotation that met no 429: the spacing shrinks back toward

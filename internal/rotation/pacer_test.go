@@ -82,7 +82,7 @@ func TestPacerHoldsForRetryAfterAndSlowsDown(t *testing.T) {
 func TestPacerSpacingGrowsBoundedAndComesBack(t *testing.T) {
 	p := NewPacer()
 	for i := 0; i < 20; i++ {
-		p.RateLimited(0, 0)
+		p.RateLimited(time.Duration(i)*MinRateLimitHold, 0)
 	}
 	if p.Spacing() != MaxPaceSpacing {
 		t.Fatalf("spacing after 20 429s: %s, want %s", p.Spacing(), MaxPaceSpacing)
@@ -103,5 +103,21 @@ func TestPacerSpacingGrowsBoundedAndComesBack(t *testing.T) {
 	p.Succeeded()
 	if p.Spacing() != PaceSpacing {
 		t.Fatalf("spacing fell below PaceSpacing: %s", p.Spacing())
+	}
+}
+
+// A burst of 429s inside one hold (a hundred reads refused in the same second) slows the pace
+// once, not a hundred times; the next 429 after the hold slows it again.
+func TestPacerCountsABurstOf429sAsOneSignal(t *testing.T) {
+	p := NewPacer()
+	for i := 0; i < 100; i++ {
+		p.RateLimited(time.Duration(i)*time.Millisecond, 0)
+	}
+	if p.Spacing() != 2*PaceSpacing {
+		t.Fatalf("spacing after a burst of 100 429s in 100 ms: %s, want %s", p.Spacing(), 2*PaceSpacing)
+	}
+	p.RateLimited(99*time.Millisecond+MinRateLimitHold, 0)
+	if p.Spacing() != 4*PaceSpacing {
+		t.Fatalf("spacing after a 429 once the hold was over: %s, want %s", p.Spacing(), 4*PaceSpacing)
 	}
 }
