@@ -124,6 +124,14 @@ func (c *inabitConfig) plannedRotation(now time.Time) (time.Time, string) {
 	return rotation.Plan(c.Settings, c.Status, tok, now)
 }
 
+// pastExpiryDeadline says whether now is at or past the token's expiry deadline, as the plan
+// sets it: a rotation due then must not wait for anything.
+func (c *inabitConfig) pastExpiryDeadline(now time.Time) bool {
+	tok := c.token(c.claims())
+	tok.Spread = herdSpread(c)
+	return rotation.PastExpiryDeadline(c.Settings, tok, now)
+}
+
 // nextRotationAt is plannedRotation's time.
 func (c *inabitConfig) nextRotationAt(now time.Time) time.Time {
 	t, _ := c.plannedRotation(now)

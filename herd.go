@@ -12,9 +12,11 @@ import (
 
 // Many mounts, one process. Vault runs every mount of this plugin in one process
 // (ServeMultiplex), so a herd (hundreds of mounts due in the same minute) is seen here, and
-// bounded here, in two ways:
+// bounded here, in three ways:
 //   - spread: with SpreadMinMounts mounts or more, each token's due rotation is put off by its own
 //     offset (rotation.Spread), keyed by the token, so all nodes agree on it;
+//   - pace (herd_pace.go): with SpreadMinMounts mounts or more, scheduled rotations to one inabit
+//     endpoint start PaceSpacing apart, and a 429 holds them;
 //   - slots: at most maxRefreshesInFlight scheduled rotations talk to inabit at once; a tick that
 //     finds none free within slotWait tries again on the next tick, except at the expiry
 //     deadline, where it goes ahead at once, slot or not: the token must not die waiting.
@@ -31,15 +33,6 @@ var slotWait = 20 * time.Second
 var (
 	liveMounts   atomic.Int64
 	refreshSlots = make(chan struct{}, maxRefreshesInFlight)
-)
-
-// The process's pace of scheduled rotations, on the process's monotonic clock (variables so that
-// tests can run it on theirs).
-var (
-	herdPacer    = rotation.NewPacer()
-	processStart = time.Now()
-	pacerClock   = func() time.Duration { return time.Since(processStart) }
-	pacerSleep   = sleepCtx
 )
 
 // countMount counts b among the process's live mounts until uncountMount.
@@ -67,47 +60,6 @@ func herdSpread(cfg *inabitConfig) time.Duration {
 	sum := sha256.Sum256([]byte(cfg.LoginToken))
 	return rotation.Spread(cfg.Settings, binary.BigEndian.Uint64(sum[:8]), mounts)
 }
-
-// awaitHerdTurn waits, slotWait at most, for the process's pace (a herd only) and then for a
-// refresh slot. ok false: leave the rotation to the next tick. A rotation at the expiry deadline
-// is never held back: it goes at once, with a slot if one is free.
-func (b *backend) awaitHerdTurn(ctx context.Context, reason string) (release func(), ok bool) {
-	if reason == rotation.ReasonExpiry {
-		release, _ = acquireRefreshSlot(ctx, 0)
-		return release, true
-	}
-	waited, ok := paceScheduledRotation(ctx, slotWait)
-	if !ok {
-		b.logger.Debug("rotation due, but the process's pace of rotations (or inabit's rate limit) holds it; trying again next tick", "reason", reason)
-		return func() {}, false
-	}
-	if release, ok = acquireRefreshSlot(ctx, max(slotWait-waited, slotWait/4)); !ok {
-		b.logger.Debug("rotation due, but other mounts' rotations fill the process's slots; trying again next tick", "reason", reason)
-	}
-	return release, ok
-}
-
-// paceScheduledRotation books this rotation's start in the process's pace and waits for it, at
-// most maxWait; with fewer than SpreadMinMounts mounts there is no herd and no wait. ok false: no
-// start within maxWait, or a 429 arrived meanwhile.
-func paceScheduledRotation(ctx context.Context, maxWait time.Duration) (waited time.Duration, ok bool) {
-	if liveMounts.Load() < rotation.SpreadMinMounts {
-		return 0, true
-	}
-	wait, ok := herdPacer.Reserve(pacerClock(), maxWait)
-	if !ok {
-		return 0, false
-	}
-	if wait > 0 && pacerSleep(ctx, wait) != nil {
-		return wait, false
-	}
-	return wait, !herdPacer.Held(pacerClock())
-}
-
-// noteRateLimited tells the process's pacer of a 429 inabit answered any mount, for a scheduled
-// rotation or a read: one Vault is one client to inabit, so its rate limit holds every mount's
-// scheduled rotations.
-func noteRateLimited(retryAfter time.Duration) { herdPacer.RateLimited(pacerClock(), retryAfter) }
 
 // acquireRefreshSlot takes one of the process's refresh slots, waiting at most wait (or until ctx
 // ends). ok false: none came free; release is then a no-op.

@@ -12,22 +12,22 @@ import (
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
-// usePacer gives this test a fresh pacer on clock. With advance, its sleep moves clock on instead
-// of waiting: mounts ticked one after the other then reach inabit at the virtual times the pacer
-// booked. Without, its sleep returns at once (mounts ticked together, as by Vault, then see the
-// pace only in how many starts fit in a tick).
-func usePacer(t *testing.T, clock *testClock, advance bool) *rotation.Pacer {
-	p := rotation.NewPacer()
-	oldPacer, oldClock, oldSleep := herdPacer, pacerClock, pacerSleep
-	herdPacer, pacerClock = p, clock.mono
+// usePacer gives this test fresh pacers on clock. With advance, their sleep moves clock on
+// instead of waiting: mounts ticked one after the other then reach inabit at the virtual times
+// the pacer booked. Without, their sleep returns at once (mounts ticked together, as by Vault,
+// then see the pace only in how many starts fit in a tick).
+func usePacer(t *testing.T, clock *testClock, advance bool) *pacerSet {
+	ps := newPacerSet()
+	oldPacers, oldClock, oldSleep := herdPacers, pacerClock, pacerSleep
+	herdPacers, pacerClock = ps, clock.mono
 	pacerSleep = func(ctx context.Context, d time.Duration) error {
 		if advance {
 			clock.advance(d)
 		}
 		return ctx.Err()
 	}
-	t.Cleanup(func() { herdPacer, pacerClock, pacerSleep = oldPacer, oldClock, oldSleep })
-	return p
+	t.Cleanup(func() { herdPacers, pacerClock, pacerSleep = oldPacers, oldClock, oldSleep })
+	return ps
 }
 
 // herdOnOneInabit is n mounts in this process on one clock, each with its own API user of one
@@ -117,7 +117,7 @@ func TestManyMountsDueTogetherStayUnderInabitsRateLimit(t *testing.T) {
 // calls are refused, not one in four, and every token is still rotated.
 func TestARateLimitedHerdSlowsDownRatherThanBeingRefusedOverAndOver(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, 50, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
-	p := usePacer(t, clock, true)
+	p := usePacer(t, clock, true).get(envs[0].srv.URL)
 	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
 		clock.advance(time.Minute)
 	}
@@ -167,24 +167,27 @@ func TestA429OnAReadHoldsEveryMountsScheduledRotation(t *testing.T) {
 // Vault ticks the mounts together: the pace lets each tick start only what fits in slotWait, and
 // leaves the rest, untouched, to the next tick.
 func TestATickStartsOnlyTheRotationsItsPaceAllows(t *testing.T) {
-	envs, clock, _ := herd(t, 50, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
+	envs, mock, clock := herdOnOneInabit(t, 50, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
+	usePacer(t, clock, false)
 	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
 		clock.advance(time.Minute)
 	}
 	tickAll(t, envs)
 	fits := int(slotWait/rotation.PaceSpacing) + 1
-	if n := refreshes(envs); n != fits {
+	if n := mock.Calls(mockinabit.OpRefresh); n != fits {
 		t.Fatalf("first tick: %d refreshes, want the %d that fit in %s at one per %s", n, fits, slotWait, rotation.PaceSpacing)
 	}
 	clock.advance(time.Minute)
 	tickAll(t, envs)
-	assertAllRotatedAndHealthy(t, envs)
+	if rotated, lost := herdOutcome(t, envs, mock); rotated != len(envs) || lost != 0 {
+		t.Fatalf("after the second tick: %d of %d rotated, %d lost", rotated, len(envs), lost)
+	}
 }
 
 // A hold from inabit's rate limit never keeps a token from rotating at its expiry deadline.
 func TestARateLimitHoldNeverDelaysTheExpiryDeadline(t *testing.T) {
 	envs, _, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_period": "719h"})
-	p := usePacer(t, clock, false)
+	p := usePacer(t, clock, false).get(envs[0].srv.URL)
 	clock.advance(29*24*time.Hour + 16*time.Minute)
 	if _, reason := storedConfig(t, envs[0]).plannedRotation(clock.now()); reason != rotation.ReasonExpiry {
 		t.Fatalf("setup: the rotation is due for %q, not the expiry deadline", reason)
@@ -206,7 +209,7 @@ func TestARotationWaitingItsTurnWhenA429ArrivesDoesNotGo(t *testing.T) {
 	waits := 0
 	pacerSleep = func(ctx context.Context, d time.Duration) error {
 		waits++
-		noteRateLimited(30 * time.Second) // another mount's call met a 429 meanwhile
+		noteRateLimited(envs[0].srv.URL, 30*time.Second) // another mount's call met a 429 meanwhile
 		clock.advance(d)
 		return nil
 	}

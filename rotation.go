@@ -81,40 +81,69 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, trigger string)
 	if !b.WriteSafeReplicationState() {
 		return nil, logical.ErrReadOnly
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	ctx, cancel := detached(ctx, maxRotationDuration)
 	defer cancel()
-
-	cfg, err := b.prepareRotationLocked(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	if trigger == triggerPeriodic {
-		if cfg, err = b.confirmTokenLocked(ctx, s, cfg); err != nil {
+	if trigger != triggerPeriodic {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		cfg, err := b.prepareRotationLocked(ctx, s)
+		if err != nil {
 			return nil, err
 		}
-		next, reason := cfg.plannedRotation(b.now())
-		if next.IsZero() || b.now().Before(next) {
-			return nil, nil
-		}
-		// Events say which rule caused the rotation: the period, a schedule slot, the expiry
-		// deadline overriding either, or a retry.
-		trigger = reason
-		// No herd (herd.go): wait a while for the process's pace and one of its refresh slots,
-		// or leave it to the next tick; at the expiry deadline, go ahead at once, slot or not.
-		release, ok := b.awaitHerdTurn(ctx, reason)
-		if !ok {
-			return nil, nil
-		}
-		defer release()
-		cfg, err := b.rotateLocked(ctx, s, cfg, trigger)
-		if err == nil {
-			herdPacer.Succeeded()
-		}
-		return cfg, err
+		return b.rotateLocked(ctx, s, cfg, trigger)
 	}
-	return b.rotateLocked(ctx, s, cfg, trigger)
+	// A tick. Is a rotation due? Then wait for its turn among many mounts (herd_pace.go) without
+	// the mount lock, so that rotate-root, config writes and settles never queue behind that
+	// wait, and look again under the lock: meanwhile the token may have been rotated or the
+	// config changed.
+	cfg, reason, err := b.dueRotation(ctx, s, true)
+	if cfg == nil || err != nil {
+		return nil, err
+	}
+	release, ok := b.awaitHerdTurn(ctx, cfg, reason)
+	if !ok {
+		return nil, nil
+	}
+	defer release()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cfg, reason, err = b.dueRotationLocked(ctx, s, false); cfg == nil || err != nil {
+		return nil, err
+	}
+	// Events say which rule caused the rotation: the period, a schedule slot, the expiry
+	// deadline overriding either, or a retry.
+	cfg, err = b.rotateLocked(ctx, s, cfg, reason)
+	if err == nil {
+		herdPacers.get(cfg.URL).Succeeded()
+	}
+	return cfg, err
+}
+
+// dueRotation is dueRotationLocked under the mount lock.
+func (b *backend) dueRotation(ctx context.Context, s logical.Storage, confirm bool) (*inabitConfig, string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.dueRotationLocked(ctx, s, confirm)
+}
+
+// dueRotationLocked readies the mount for a refresh (prepareRotationLocked), with confirm takes
+// the tick's second look at a doubted token (confirmTokenLocked), and says which rule makes a
+// rotation due now. A nil config: none is. Callers hold b.mu.
+func (b *backend) dueRotationLocked(ctx context.Context, s logical.Storage, confirm bool) (*inabitConfig, string, error) {
+	cfg, err := b.prepareRotationLocked(ctx, s)
+	if err != nil {
+		return nil, "", err
+	}
+	if confirm {
+		if cfg, err = b.confirmTokenLocked(ctx, s, cfg); err != nil {
+			return nil, "", err
+		}
+	}
+	next, reason := cfg.plannedRotation(b.now())
+	if next.IsZero() || b.now().Before(next) {
+		return nil, "", nil
+	}
+	return cfg, reason, nil
 }
 
 // prepareRotationLocked brings the mount to where a refresh may be sent. Callers hold b.mu.

@@ -18,9 +18,9 @@ type inabitAPI interface {
 const defaultURL = inabitapi.DefaultURL
 
 // newInabitAPI is the production newAPI: the real client over the network.
-// Every 429 it meets, even one a retry gets past, holds the process's scheduled rotations (herd.go).
+// Every 429 it meets, even one a retry gets past, holds the scheduled rotations to url (herd_pace.go).
 func newInabitAPI(url string, timeout time.Duration) inabitAPI {
-	return inabitapi.New(url, timeout, inabitapi.WithRateLimitNotice(noteRateLimited))
+	return inabitapi.New(url, timeout, inabitapi.WithRateLimitNotice(func(retryAfter time.Duration) { noteRateLimited(url, retryAfter) }))
 }
 
 // inabitSaid is what the answer to a failed call said (an HTML title, a GraphQL message),

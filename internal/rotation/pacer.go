@@ -30,10 +30,12 @@ const (
 
 // Pacer is safe for concurrent use. The zero value is not ready: use NewPacer.
 type Pacer struct {
-	mu        sync.Mutex
-	spacing   time.Duration
-	nextStart time.Duration // no scheduled rotation starts before this
-	holdUntil time.Duration // a 429 asked us to send nothing scheduled before this
+	mu          sync.Mutex
+	spacing     time.Duration
+	nextStart   time.Duration // no scheduled rotation starts before this
+	holdUntil   time.Duration // a 429 asked us to send nothing scheduled before this
+	lastLimited time.Duration // when the last 429 arrived
+	limited     bool          // a 429 has arrived
 }
 
 // NewPacer returns a Pacer at its usual spacing with nothing booked.
@@ -45,12 +47,33 @@ func NewPacer() *Pacer { return &Pacer{spacing: PaceSpacing} }
 func (p *Pacer) Reserve(now, maxWait time.Duration) (wait time.Duration, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.forgetOldLimitsLocked(now)
 	start := max(now, p.nextStart, p.holdUntil)
 	if start-now > maxWait {
 		return 0, false
 	}
 	p.nextStart = start + p.spacing
 	return start - now, true
+}
+
+// ReserveUrgent books a start for a rotation at its expiry deadline, which nothing may hold back
+// for long: it keeps the spacing, so that a herd at its deadline does not stampede either, but
+// ignores any 429 hold and never waits more than maxWait.
+func (p *Pacer) ReserveUrgent(now, maxWait time.Duration) (wait time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forgetOldLimitsLocked(now)
+	start := min(max(now, p.nextStart), now+max(maxWait, 0))
+	p.nextStart = max(p.nextStart, start) + p.spacing
+	return start - now
+}
+
+// forgetOldLimitsLocked brings the spacing back to PaceSpacing once MaxRateLimitHold has passed
+// without a 429: a burst of them yesterday says nothing about today's limit.
+func (p *Pacer) forgetOldLimitsLocked(now time.Duration) {
+	if p.limited && now >= p.lastLimited+MaxRateLimitHold {
+		p.spacing, p.limited = PaceSpacing, false
+	}
 }
 
 // Held says whether a 429 holds scheduled rotations at now: one booked before the 429 arrived
@@ -74,13 +97,14 @@ func (p *Pacer) RateLimited(now, retryAfter time.Duration) {
 	}
 	hold := min(max(retryAfter, MinRateLimitHold), MaxRateLimitHold)
 	p.holdUntil = max(p.holdUntil, now+hold)
+	p.lastLimited, p.limited = max(p.lastLimited, now), true
 }
 
 // Succeeded records a paced rotation that met no 429: the spacing shrinks back toward
 // PaceSpacing by a sixteenth of the difference (and a millisecond, so that it gets there). Slow
 // on purpose: an API whose limit is below the usual pace would otherwise refuse a call every
-// dozen rotations; this way one 429 in fifty or so, and a herd that met one 429 by chance is back
-// at the usual pace within a hundred rotations.
+// dozen rotations; this way one 429 in fifty or so. A herd that met one 429 by chance is back at
+// the usual pace within a hundred rotations, or MaxRateLimitHold after the last 429.
 func (p *Pacer) Succeeded() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -121,3 +121,60 @@ func TestPacerCountsABurstOf429sAsOneSignal(t *testing.T) {
 		t.Fatalf("spacing after a 429 once the hold was over: %s, want %s", p.Spacing(), 4*PaceSpacing)
 	}
 }
+
+// Bookings of ticks that then skip never push the pace more than maxWait+spacing ahead, and
+// eleven minutes after the last 429 a start waits for nothing.
+func TestPacerBookingsDoNotRunAway(t *testing.T) {
+	p := NewPacer()
+	now := time.Duration(0)
+	for tick := 0; tick < 100; tick++ {
+		for i := 0; i < 500; i++ {
+			p.Reserve(now, 20*time.Second)
+		}
+		p.RateLimited(now, 10*time.Minute)
+		now += time.Minute
+	}
+	now += 11 * time.Minute
+	if w, ok := p.Reserve(now, 20*time.Second); !ok || w > 0 {
+		t.Fatalf("11 min after the last 429, a reservation waits %s (ok %v)", w, ok)
+	}
+}
+
+// A quiet MaxRateLimitHold after the last 429 brings the spacing back to PaceSpacing: a burst
+// yesterday does not slow today's herd.
+func TestPacerForgetsOld429s(t *testing.T) {
+	p := NewPacer()
+	p.RateLimited(0, 0)
+	p.RateLimited(2*time.Second, 0)
+	if p.Spacing() != 4*PaceSpacing {
+		t.Fatalf("setup: spacing %s", p.Spacing())
+	}
+	if _, ok := p.Reserve(2*time.Second+MaxRateLimitHold-time.Second, time.Minute); !ok || p.Spacing() != 4*PaceSpacing {
+		t.Fatalf("spacing forgotten before a quiet MaxRateLimitHold: %s", p.Spacing())
+	}
+	p.Reserve(2*time.Second+MaxRateLimitHold, time.Minute)
+	if p.Spacing() != PaceSpacing {
+		t.Fatalf("spacing a quiet MaxRateLimitHold after the last 429: %s, want %s", p.Spacing(), PaceSpacing)
+	}
+}
+
+// A rotation at its expiry deadline keeps the pace but ignores any hold and never waits more
+// than maxWait; it still takes its place, so the next start waits for it.
+func TestPacerUrgentStartsKeepThePaceButNeverWaitLong(t *testing.T) {
+	p := NewPacer()
+	p.RateLimited(0, MaxRateLimitHold)
+	if w := p.ReserveUrgent(0, 20*time.Second); w != 0 {
+		t.Fatalf("first urgent start under a hold waits %s, want 0", w)
+	}
+	if w := p.ReserveUrgent(0, 20*time.Second); w != 2*PaceSpacing {
+		t.Fatalf("second urgent start waits %s, want the (doubled) spacing %s", w, 2*PaceSpacing)
+	}
+	for i := 0; i < 100; i++ {
+		if w := p.ReserveUrgent(0, 20*time.Second); w > 20*time.Second {
+			t.Fatalf("urgent start %d waits %s, more than maxWait", i, w)
+		}
+	}
+	if w := p.ReserveUrgent(0, -time.Second); w != 0 {
+		t.Fatalf("urgent start with a negative maxWait waits %s", w)
+	}
+}

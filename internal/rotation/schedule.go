@@ -179,6 +179,23 @@ func ExpiryDeadline(tok Token, b Budget) time.Time {
 	return tok.ExpiresAt.Add(-ExpiryMargin(tok, b))
 }
 
+// effectiveSpread is tok's spread as Plan applies it: never so much that a fresh token is due at
+// once.
+func effectiveSpread(tok Token) time.Duration {
+	if life := tok.Lifetime(); life > 0 {
+		return min(tok.Spread, life/10)
+	}
+	return tok.Spread
+}
+
+// PastExpiryDeadline says whether now is at or past tok's expiry deadline as Plan sets it (put
+// off earlier by the spread). A rotation due then must not wait for anything, whatever rule made
+// it due: one that came due by rotation_period before the deadline keeps that reason after it.
+func PastExpiryDeadline(set Settings, tok Token, now time.Time) bool {
+	deadline := ExpiryDeadline(tok, set.Budget())
+	return !deadline.IsZero() && !now.Before(deadline.Add(-effectiveSpread(tok)))
+}
+
 // TooShortLived says a token lives less than the budget's MinExpiryMargin: Vault's tick and one
 // refresh may not fit between its birth and its expiry, so it may die unrotated.
 func TooShortLived(tok Token, b Budget) bool {
@@ -193,10 +210,7 @@ func Plan(set Settings, st Status, tok Token, now time.Time) (time.Time, Reason)
 		return time.Time{}, ""
 	}
 	next, reason := policyDueAt(set, tok, now)
-	spread := tok.Spread
-	if life := tok.Lifetime(); life > 0 {
-		spread = min(spread, life/10) // never so much that a fresh token is due at once
-	}
+	spread := effectiveSpread(tok)
 	if !next.IsZero() {
 		next = next.Add(spread)
 	}
