@@ -162,19 +162,20 @@ func TestPacerForgetsOld429s(t *testing.T) {
 // than maxWait; it still takes its place, so the next start waits for it.
 func TestPacerUrgentStartsKeepThePaceButNeverWaitLong(t *testing.T) {
 	p := NewPacer()
-	p.RateLimited(0, MaxRateLimitHold)
-	if w := p.ReserveUrgent(0, 20*time.Second); w != 0 {
+	now := 100 * time.Second
+	p.RateLimited(now, MaxRateLimitHold)
+	if w := p.ReserveUrgent(now, 20*time.Second); w != 0 {
 		t.Fatalf("first urgent start under a hold waits %s, want 0", w)
 	}
-	if w := p.ReserveUrgent(0, 20*time.Second); w != 2*PaceSpacing {
+	if w := p.ReserveUrgent(now, 20*time.Second); w != 2*PaceSpacing {
 		t.Fatalf("second urgent start waits %s, want the (doubled) spacing %s", w, 2*PaceSpacing)
 	}
 	for i := 0; i < 100; i++ {
-		if w := p.ReserveUrgent(0, 20*time.Second); w > 20*time.Second {
+		if w := p.ReserveUrgent(now, 20*time.Second); w > 20*time.Second {
 			t.Fatalf("urgent start %d waits %s, more than maxWait", i, w)
 		}
 	}
-	if w := p.ReserveUrgent(0, -time.Second); w != 0 {
+	if w := p.ReserveUrgent(now, -time.Second); w != 0 {
 		t.Fatalf("urgent start with a negative maxWait waits %s", w)
 	}
 }
