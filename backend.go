@@ -124,6 +124,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // invalidate runs on standbys when another node changed storage.
 func (b *backend) invalidate(_ context.Context, key string) {
+	b.login.walsMayExist() // a WAL entry, or a config whose rotation may have written one
 	if key != configStorageKey {
 		return
 	}

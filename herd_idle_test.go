@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/mockinabit"
 )
@@ -46,10 +47,10 @@ func (c *countingStorage) Delete(ctx context.Context, key string) error {
 	return c.Storage.Delete(ctx, key)
 }
 
-// An idle mount's tick (configured, token proven, nothing due) reads its config once and lists
-// its WAL prefix twice (once to settle unfinished rotations, once in the SDK's own WAL rollback,
-// which every plugin with WALs pays), and calls nothing: no write, no call to inabit, and no
-// goroutine or timer left behind, however many ticks pass.
+// An idle mount's tick (configured, token proven, nothing due) reads its config once, lists its
+// WAL prefix only once every walRelistAfter (besides the SDK's own WAL rollback, which lists it
+// every tick, as for every plugin with WALs), and calls nothing: no write, no call to inabit,
+// and no goroutine or timer left behind, however many ticks pass.
 func TestAnIdleMountsTickReadsConfigOnceAndLeavesNothingBehind(t *testing.T) {
 	env := newTestEnv(t, mockinabit.Options{})
 	env.configure(t, nil)
@@ -76,8 +77,8 @@ func TestAnIdleMountsTickReadsConfigOnceAndLeavesNothingBehind(t *testing.T) {
 	if got := counting.counts["get"]; got > ticks {
 		t.Errorf("%d storage reads in %d idle ticks, want at most one a tick", got, ticks)
 	}
-	if got := counting.counts["list"]; got > 2*ticks {
-		t.Errorf("%d storage lists in %d idle ticks, want at most two a tick", got, ticks)
+	if got, want := counting.counts["list"], ticks+ticks/int(walRelistAfter/time.Minute)+1; got > want {
+		t.Errorf("%d storage lists in %d idle ticks, want at most %d: the SDK's one a tick, and ours once every %s", got, ticks, want, walRelistAfter)
 	}
 	if counting.counts["put"] != 0 || counting.counts["delete"] != 0 {
 		t.Errorf("idle ticks wrote to storage: %v", counting.counts)
@@ -87,5 +88,72 @@ func TestAnIdleMountsTickReadsConfigOnceAndLeavesNothingBehind(t *testing.T) {
 	}
 	if g := runtime.NumGoroutine(); g > goroutines {
 		t.Errorf("goroutines grew over %d idle ticks: %d -> %d", ticks, goroutines, g)
+	}
+}
+
+// anotherNodesWAL stores a rotation WAL entry for env's stored token, as another node's refresh
+// in flight would, and returns its id.
+func anotherNodesWAL(t *testing.T, env *testEnv) string {
+	t.Helper()
+	cfg := storedConfig(t, env)
+	id, err := framework.PutWAL(context.Background(), env.storage, walKindRotation,
+		&rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: env.clock.now(), SettleAfter: cfg.Budget().SettleAfter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func (e *testEnv) sawWAL(id string) bool {
+	e.b.login.mu.Lock()
+	defer e.b.login.mu.Unlock()
+	_, ok := e.b.login.walSeen[id]
+	return ok
+}
+
+// Idle ticks trust an empty listing of the WAL prefix only as long as nothing may have written an
+// entry: another node's entry is seen on the tick after its invalidation reaches this node...
+func TestAnIdleTickSeesAnotherNodesWALAfterItsInvalidation(t *testing.T) {
+	env := newTestEnv(t, mockinabit.Options{})
+	env.configure(t, nil)
+	env.tickOK(t) // lists the prefix: empty
+	id := anotherNodesWAL(t, env)
+	env.clock.advance(time.Minute)
+	env.tickOK(t)
+	if env.sawWAL(id) {
+		t.Fatal("setup: the idle tick listed the prefix although nothing told it to")
+	}
+	env.b.invalidate(context.Background(), "wal/"+id)
+	env.clock.advance(time.Minute)
+	env.tickOK(t)
+	if !env.sawWAL(id) {
+		t.Fatal("the tick after an invalidation did not see the WAL entry another node wrote")
+	}
+}
+
+// ...and, with no invalidation at all (a node that missed it), within walRelistAfter; at once when
+// a read has seen inabit reject the token (the full path, which settles first).
+func TestAnIdleTickSeesAnUnannouncedWALWithinTheRelistBound(t *testing.T) {
+	for _, rejected := range []bool{false, true} {
+		env := newTestEnv(t, mockinabit.Options{})
+		env.configure(t, nil)
+		env.tickOK(t)
+		id := anotherNodesWAL(t, env)
+		if rejected {
+			env.b.login.noteRejected(storedConfig(t, env).LoginToken, env.b.mono())
+			env.clock.advance(time.Minute)
+			env.tickOK(t)
+			if !env.sawWAL(id) {
+				t.Fatal("a tick with a rejection to confirm skipped the WAL listing")
+			}
+			continue
+		}
+		for i := 0; i <= int(walRelistAfter/time.Minute) && !env.sawWAL(id); i++ {
+			env.clock.advance(time.Minute)
+			env.tickOK(t)
+		}
+		if !env.sawWAL(id) {
+			t.Fatalf("no tick saw an unannounced WAL entry within %s", walRelistAfter)
+		}
 	}
 }

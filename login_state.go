@@ -39,6 +39,11 @@ type loginState struct {
 	walSeen map[string]time.Duration
 	// settleMissed holds the WAL entries whose settling could not ask inabit, said once each.
 	settleMissed map[string]bool
+	// noWALsAt is when (monotonic) this node last listed the WAL prefix and found it empty;
+	// noWALs says that still holds as far as it knows: it wrote no entry and heard of no storage
+	// change since. An idle tick may then leave the prefix unlisted for a while (idle.go).
+	noWALsAt time.Duration
+	noWALs   bool
 }
 
 // current is a copy of the config in use and the generation it belongs to; nil: read storage.
@@ -238,6 +243,29 @@ func (l *loginState) walSeenAt(id string, now time.Duration) time.Duration {
 	}
 	l.walSeen[id] = now
 	return now
+}
+
+// sawNoWALs records that a listing of the WAL prefix at now found it empty.
+func (l *loginState) sawNoWALs(now time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.noWALs, l.noWALsAt = true, now
+}
+
+// walsMayExist forgets that sighting: this node is about to write an entry, or storage changed
+// under it.
+func (l *loginState) walsMayExist() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.noWALs = false
+}
+
+// knowsNoWALs says whether this node listed the WAL prefix empty within the last within, and
+// nothing since may have written one.
+func (l *loginState) knowsNoWALs(now, within time.Duration) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.noWALs && now-l.noWALsAt < within
 }
 
 func (l *loginState) forgetWAL(id string) {

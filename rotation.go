@@ -130,6 +130,9 @@ func (b *backend) dueRotation(ctx context.Context, s logical.Storage, confirm bo
 // the tick's second look at a doubted token (confirmTokenLocked), and says which rule makes a
 // rotation due now. A nil config: none is. Callers hold b.mu.
 func (b *backend) dueRotationLocked(ctx context.Context, s logical.Storage, confirm bool) (*inabitConfig, string, error) {
+	if confirm && b.idleTickLocked(ctx, s) {
+		return nil, "", nil
+	}
 	cfg, err := b.prepareRotationLocked(ctx, s)
 	if err != nil {
 		return nil, "", err

@@ -54,6 +54,7 @@ func (b *backend) refreshLocked(ctx context.Context, s logical.Storage, cfg *ina
 // MaxRecordLatency later (on the monotonic clock), which the settle budget allows for.
 func (b *backend) writeRotationRecords(ctx context.Context, s logical.Storage, cfg *inabitConfig, startedAt time.Time) (string, error) {
 	monoStart := b.mono()
+	b.login.walsMayExist() // before the entry exists: an idle tick must list it from now on
 	walID, err := framework.PutWAL(ctx, s, walKindRotation, &rotationWAL{OldTokenSHA256: tokenHash(cfg.LoginToken), StartedAt: startedAt,
 		SettleAfter: cfg.Budget().SettleAfter()})
 	if err != nil {

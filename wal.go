@@ -41,9 +41,13 @@ type rotationWAL struct {
 // returns a Pending *outcomeError while any is still too young. It returns the config to rotate
 // from. Callers hold b.mu and pass a detached context.
 func (b *backend) settleWALsLocked(ctx context.Context, s logical.Storage, cfg *inabitConfig) (*inabitConfig, error) {
+	listedAt := b.mono()
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
 		return nil, fmt.Errorf("listing rotation WAL entries: %w", err)
+	}
+	if len(ids) == 0 {
+		b.login.sawNoWALs(listedAt)
 	}
 	var pending error
 	unsettled := false // a WAL entry of the stored token was found
@@ -182,6 +186,7 @@ func decodeWAL(data interface{}) (*rotationWAL, error) {
 // walRollback is Vault's backstop for entries older than WALRollbackMinAge, which the tick
 // should have settled long before. Returning an error keeps the entry.
 func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, _ interface{}) error {
+	b.login.walsMayExist() // Vault found an entry: the next tick lists the prefix again
 	if kind != walKindRotation {
 		return nil
 	}
