@@ -132,6 +132,12 @@ func (c *inabitConfig) pastExpiryDeadline(now time.Time) bool {
 	return rotation.PastExpiryDeadline(c.Settings, tok, now)
 }
 
+// urgentRotation says whether a rotation due for reason at now must not be held back: at or past
+// the expiry deadline, whatever rule made it due.
+func (c *inabitConfig) urgentRotation(reason string, now time.Time) bool {
+	return reason == rotation.ReasonExpiry || c.pastExpiryDeadline(now)
+}
+
 // nextRotationAt is plannedRotation's time.
 func (c *inabitConfig) nextRotationAt(now time.Time) time.Time {
 	t, _ := c.plannedRotation(now)

@@ -2,6 +2,8 @@ package inabit
 
 import (
 	"context"
+	neturl "net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,8 +16,9 @@ import (
 // mount that uses it, and none that uses another (one tenant's misbehaving url must not hold
 // everybody else's rotations).
 
-// maxPacers bounds the endpoints remembered; past it the set starts afresh (a pacer is only a
-// few timestamps, and forgetting one only forgets a hold).
+// maxPacers bounds the endpoints remembered. Past it an idle pacer (no hold, no booking ahead)
+// makes room, and when none is idle a 429 from yet another endpoint is not remembered: a config
+// writer naming thousands of urls can neither grow the set nor make it forget inabit's hold.
 const maxPacers = 1024
 
 type pacerSet struct {
@@ -25,17 +28,38 @@ type pacerSet struct {
 
 func newPacerSet() *pacerSet { return &pacerSet{by: map[string]*rotation.Pacer{}} }
 
+// pacerKey is the endpoint a url names: scheme, host and port. Paths, queries and letter case do
+// not make another client of the same server, nor escape its pace.
+func pacerKey(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil || u.Host == "" {
+		return raw
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+}
+
+// get is url's pacer; nil only when the set is full of pacers still holding something.
 func (ps *pacerSet) get(url string) *rotation.Pacer {
+	key := pacerKey(url)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p := ps.by[url]
-	if p == nil {
-		if len(ps.by) >= maxPacers {
-			ps.by = map[string]*rotation.Pacer{}
-		}
-		p = rotation.NewPacer()
-		ps.by[url] = p
+	if p := ps.by[key]; p != nil {
+		return p
 	}
+	if len(ps.by) >= maxPacers {
+		now := pacerClock()
+		for k, p := range ps.by {
+			if p.Idle(now) {
+				delete(ps.by, k)
+				break
+			}
+		}
+		if len(ps.by) >= maxPacers {
+			return nil
+		}
+	}
+	p := rotation.NewPacer()
+	ps.by[key] = p
 	return p
 }
 
@@ -51,7 +75,9 @@ var (
 // noteRateLimited tells url's pacer of a 429 inabit answered there, to a scheduled rotation or a
 // read: it holds every mount's scheduled rotations to that url.
 func noteRateLimited(url string, retryAfter time.Duration) {
-	herdPacers.get(url).RateLimited(pacerClock(), retryAfter)
+	if p := herdPacers.get(url); p != nil {
+		p.RateLimited(pacerClock(), retryAfter)
+	}
 }
 
 // awaitHerdTurn waits for cfg's rotation's turn: its start in the pace of cfg's url (a herd only),
@@ -62,9 +88,9 @@ func noteRateLimited(url string, retryAfter time.Duration) {
 // it keeps the pace so that a herd at its deadline does not stampede either, but no 429 hold
 // stops it, no booking is refused, and it goes without a slot if none is free.
 func (b *backend) awaitHerdTurn(ctx context.Context, cfg *inabitConfig, reason string) (release func(), ok bool) {
-	herd := liveMounts.Load() >= rotation.SpreadMinMounts
 	p := herdPacers.get(cfg.URL)
-	if reason == rotation.ReasonExpiry || cfg.pastExpiryDeadline(b.now()) {
+	herd := liveMounts.Load() >= rotation.SpreadMinMounts && p != nil // nil: see maxPacers
+	if cfg.urgentRotation(reason, b.now()) {
 		if herd {
 			if wait := p.ReserveUrgent(pacerClock(), slotWait); wait > 0 {
 				_ = pacerSleep(ctx, wait)

@@ -207,7 +207,11 @@ func TestRotateRootIsNotHeldBehindATicksPaceWait(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); envs[0].tick(t) }()
-	<-pacing
+	select {
+	case <-pacing:
+	case <-time.After(30 * time.Second):
+		t.Fatal("setup: the tick never waited for its turn")
+	}
 	rotated := make(chan error, 1)
 	go func() {
 		_, err := envs[0].request(logical.UpdateOperation, "rotate-root", nil)

@@ -104,17 +104,30 @@ func (b *backend) rotate(ctx context.Context, s logical.Storage, trigger string)
 	if !ok {
 		return nil, nil
 	}
+	if !b.mu.TryLock() {
+		// An operator's request holds this mount (for minutes, against a slow url): queue for it
+		// without one of the process's refresh slots, then take one only if it is free.
+		release()
+		b.mu.Lock()
+		if release, ok = acquireRefreshSlot(ctx, 0); !ok && !cfg.urgentRotation(reason, b.now()) {
+			b.mu.Unlock()
+			return nil, nil
+		}
+	}
 	defer release()
-	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.stopping.Load() || !b.WriteSafeReplicationState() {
+		return nil, nil // Vault stopped this backend, or it stepped down, while the tick waited
+	}
 	if cfg, reason, err = b.dueRotationLocked(ctx, s, false); cfg == nil || err != nil {
 		return nil, err
 	}
 	// Events say which rule caused the rotation: the period, a schedule slot, the expiry
 	// deadline overriding either, or a retry.
+	url := cfg.URL
 	cfg, err = b.rotateLocked(ctx, s, cfg, reason)
-	if err == nil {
-		herdPacers.get(cfg.URL).Succeeded()
+	if p := herdPacers.get(url); err == nil && p != nil {
+		p.Succeeded()
 	}
 	return cfg, err
 }

@@ -64,7 +64,9 @@ func (p *Pacer) ReserveUrgent(now, maxWait time.Duration) (wait time.Duration) {
 	defer p.mu.Unlock()
 	p.forgetOldLimitsLocked(now)
 	start := min(max(now, p.nextStart), now+max(maxWait, 0))
-	p.nextStart = max(p.nextStart, start) + p.spacing
+	// A start capped at maxWait takes no place after the ones already booked: pushing nextStart
+	// on from there, an urgent herd would book the pace hours ahead.
+	p.nextStart = max(p.nextStart, start+p.spacing)
 	return start - now
 }
 
@@ -74,6 +76,15 @@ func (p *Pacer) forgetOldLimitsLocked(now time.Duration) {
 	if p.limited && now >= p.lastLimited+MaxRateLimitHold {
 		p.spacing, p.limited = PaceSpacing, false
 	}
+}
+
+// Idle says whether p holds nothing worth keeping at now: no hold, no booked start ahead, the
+// usual spacing. Forgetting an idle pacer changes nothing.
+func (p *Pacer) Idle(now time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forgetOldLimitsLocked(now)
+	return now >= p.holdUntil && now >= p.nextStart && p.spacing == PaceSpacing
 }
 
 // Held says whether a 429 holds scheduled rotations at now: one booked before the 429 arrived
