@@ -2,8 +2,6 @@ package inabit
 
 import (
 	"context"
-	neturl "net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,19 +26,11 @@ type pacerSet struct {
 
 func newPacerSet() *pacerSet { return &pacerSet{by: map[string]*rotation.Pacer{}} }
 
-// pacerKey is the endpoint a url names: scheme, host and port. Paths, queries and letter case do
-// not make another client of the same server, nor escape its pace.
-func pacerKey(raw string) string {
-	u, err := neturl.Parse(raw)
-	if err != nil || u.Host == "" {
-		return raw
-	}
-	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
-}
-
-// get is url's pacer; nil only when the set is full of pacers still holding something.
+// get is url's pacer; nil only when the set is full of pacers still holding something. Pacers
+// are keyed by origin (url.go: scheme, host, port): paths, queries and letter case do not make
+// another client of the same server, nor escape its pace.
 func (ps *pacerSet) get(url string) *rotation.Pacer {
-	key := pacerKey(url)
+	key := origin(url)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if p := ps.by[key]; p != nil {

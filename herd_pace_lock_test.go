@@ -176,12 +176,12 @@ func TestATickWaitingItsTurnSendsNothingOnceTheBackendIsStopped(t *testing.T) {
 	}
 }
 
-// One endpoint, one pacer: another path, a query string or other letter case of the same
-// scheme, host and port shares its pace and its holds.
+// One endpoint, one pacer: another path, a query string, other letter case or the default port
+// written out, on the same scheme, host and port, shares its pace and its holds.
 func TestSpellingsOfOneEndpointShareItsPacer(t *testing.T) {
 	ps := newPacerSet()
 	p := ps.get("https://api.inabit.com/graphql")
-	for _, u := range []string{"https://API.inabit.com/graphql", "https://api.inabit.com/graphql?n=1", "HTTPS://api.inabit.com/other"} {
+	for _, u := range []string{"https://API.inabit.com/graphql", "https://api.inabit.com/graphql?n=1", "HTTPS://api.inabit.com/other", "https://api.inabit.com:443/graphql"} {
 		if ps.get(u) != p {
 			t.Errorf("%s has a pacer of its own", u)
 		}
