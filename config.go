@@ -116,20 +116,24 @@ func (c *inabitConfig) token(cl tokenClaims) rotation.Token {
 	return rotation.Token{IssuedAt: cl.IssuedAt, ExpiresAt: cl.ExpiresAt, StoredAt: c.LoginTokenStoredAt}
 }
 
+// plannedToken is the stored token as the plan sees it: its claims, and its spread among the
+// process's mounts (herd.go).
+func (c *inabitConfig) plannedToken() rotation.Token {
+	tok := c.token(c.claims())
+	tok.Spread = herdSpread(c)
+	return tok
+}
+
 // plannedRotation is when the next rotation is attempted and why; zero when nothing will be sent
 // on its own.
 func (c *inabitConfig) plannedRotation(now time.Time) (time.Time, string) {
-	tok := c.token(c.claims())
-	tok.Spread = herdSpread(c)
-	return rotation.Plan(c.Settings, c.Status, tok, now)
+	return rotation.Plan(c.Settings, c.Status, c.plannedToken(), now)
 }
 
 // pastExpiryDeadline says whether now is at or past the token's expiry deadline, as the plan
 // sets it: a rotation due then must not wait for anything.
 func (c *inabitConfig) pastExpiryDeadline(now time.Time) bool {
-	tok := c.token(c.claims())
-	tok.Spread = herdSpread(c)
-	return rotation.PastExpiryDeadline(c.Settings, tok, now)
+	return rotation.PastExpiryDeadline(c.Settings, c.plannedToken(), now)
 }
 
 // urgentRotation says whether a rotation due for reason at now must not be held back: at or past

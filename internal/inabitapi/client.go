@@ -229,11 +229,13 @@ func (c *Client) query(ctx context.Context, q, field, loginToken string) (string
 			return "", &partialAnswer{token: tok, errors: note.errors}
 		}
 		err := classify(ctx, runErr)
-		if ue, ok := err.(*Error); ok && ue.Said == "" {
-			ue.Said = note.errors
-		}
-		if ue, ok := err.(*Error); ok && errors.Is(ue, ErrRateLimited) && c.onRateLimited != nil {
-			c.onRateLimited(ue.RetryAfter)
+		if ue, ok := err.(*Error); ok {
+			if ue.Said == "" {
+				ue.Said = note.errors
+			}
+			if errors.Is(ue, ErrRateLimited) && c.onRateLimited != nil {
+				c.onRateLimited(ue.RetryAfter)
+			}
 		}
 		return "", err
 	}
