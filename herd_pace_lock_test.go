@@ -15,18 +15,9 @@ import (
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
-func toThreeAM(clock *testClock) {
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
-}
-
-// A tick now takes its refresh slot (awaitHerdTurn) before it takes the mount lock again,
-// so a tick that finds its mount's lock held by an operator's rotate-root or config write (which
-// may run for minutes against a slow url: request_timeout up to 5m, three probe attempts) holds
-// one of the process's four slots all that while. Four such mounts (one tenant's own, pointing at
-// its own slow endpoint, is enough) and every other mount's scheduled rotation finds no slot,
-// tick after tick. Before the last fix the tick queued on the lock first and held no slot.
+// A tick that finds its mount's lock held by an operator's request (which may run for minutes
+// against a slow url) queues without one of the process's four refresh slots: four such mounts
+// (one tenant pointing at its own slow endpoint is enough) must not starve every other mount.
 func TestATickQueuedBehindItsMountLockHoldsNoRefreshSlot(t *testing.T) {
 	old := slotWait
 	slotWait = 2 * time.Second
@@ -80,12 +71,9 @@ func TestATickQueuedBehindItsMountLockHoldsNoRefreshSlot(t *testing.T) {
 	}
 }
 
-// The pacers are keyed by the config's url string, and past maxPacers urls the whole set
-// starts afresh. Whoever may write one mount's config (a tenant, on its own mount) can name 1024
-// urls in a few seconds: a write with a login_token may point anywhere, and verification calls
-// it; the tenant's endpoint answers 429 and the client reports it (even a query string is a new
-// url). The reset forgets inabit's own 429 hold (and slowed spacing) for every other mount, whose
-// scheduled rotations then go straight back into inabit's rate limit.
+// Whoever may write one mount's config can name a thousand urls in a second (verification calls
+// each, and the tenant's endpoint may answer 429); that never makes the process forget inabit's
+// own 429 hold for every other mount.
 func TestAConfigWriterCannotWipeInabitsRateLimitHold(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
 	p := usePacer(t, clock, false).get(envs[0].srv.URL)
@@ -108,10 +96,9 @@ func TestAConfigWriterCannotWipeInabitsRateLimitHold(t *testing.T) {
 	}
 }
 
-// R2-2, end to end. An expiry-deadline herd under a rate limit (here: ten urgent starts a tick
-// for half an hour, the spacing at its one-minute cap) leaves the url's pace hours in the future.
-// Half an hour after inabit's last 429, a herd of scheduled rotations to the same url is refused a
-// start, tick after tick, and pushed to its own expiry deadline.
+// An expiry-deadline herd under a rate limit (ten urgent starts a tick for half an hour, the
+// spacing at its one-minute cap) never books the url's pace hours ahead: half an hour after
+// inabit's last 429, scheduled rotations to that url go again.
 func TestAnUrgentHerdDoesNotLockScheduledRotationsOutForHours(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
 	p := usePacer(t, clock, false).get(envs[0].srv.URL)
@@ -140,28 +127,12 @@ func TestAnUrgentHerdDoesNotLockScheduledRotationsOutForHours(t *testing.T) {
 	}
 }
 
-// Clean (unmount, seal, step-down, reload) no longer waits for a tick that is waiting for its
-// turn: the tick holds no lock then. But the tick does not look whether the backend was stopped
-// meanwhile: once its turn comes it starts a whole new rotation (WAL, refresh, save) on a backend
-// Vault has already cleaned up. Before the last fix Clean waited for the tick's lock.
+// Clean (unmount, seal, step-down, reload) does not wait for a tick waiting its turn, which holds
+// no lock; the tick then looks again and sends nothing from the stopped backend.
 func TestATickWaitingItsTurnSendsNothingOnceTheBackendIsStopped(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
-	p := usePacer(t, clock, false).get(envs[0].srv.URL)
 	toThreeAM(clock)
-	p.Reserve(clock.mono(), slotWait)
-	pacing, release := make(chan struct{}), make(chan struct{})
-	pacerSleep = func(ctx context.Context, d time.Duration) error {
-		close(pacing)
-		<-release
-		return nil
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); envs[0].tick(t) }()
-	select {
-	case <-pacing:
-	case <-time.After(30 * time.Second):
-		t.Fatal("setup: the tick never waited for its turn")
-	}
+	release := parkTickInItsTurn(t, envs[0], usePacer(t, clock, false).get(envs[0].srv.URL), clock)
 	cleaned := make(chan struct{})
 	go func() { defer close(cleaned); envs[0].b.Cleanup(context.Background()) }()
 	select {
@@ -169,8 +140,7 @@ func TestATickWaitingItsTurnSendsNothingOnceTheBackendIsStopped(t *testing.T) {
 	case <-time.After(45 * time.Second):
 		t.Fatal("Clean did not return")
 	}
-	close(release)
-	<-done
+	release()
 	if n := mock.Calls(mockinabit.OpRefresh); n != 0 {
 		t.Fatalf("a tick that was waiting for its turn when Vault stopped the backend (Clean) then sent %d refresh(es) from the stopped backend", n)
 	}

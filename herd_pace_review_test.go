@@ -14,9 +14,9 @@ import (
 	"github.com/inabit/vault-plugin-secrets-inabit/internal/rotation"
 )
 
-// F1. The expiry deadline bypasses the pace only when Plan names it as the reason; a period
-// rotation that came due before the deadline keeps reason "rotation_period" after the deadline
-// has passed, so a 429 hold (or the pace) goes on holding it right up to the token's expiry.
+// A rotation due by rotation_period before the expiry deadline keeps that reason after the
+// deadline has passed; no 429 hold may hold it then (whatever rule made it due, the deadline is
+// the deadline).
 func TestAPeriodRotationPastItsExpiryDeadlineIsNotHeld(t *testing.T) {
 	envs, _, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_period": "672h"})
 	p := usePacer(t, clock, false).get(envs[0].srv.URL)
@@ -34,9 +34,8 @@ func TestAPeriodRotationPastItsExpiryDeadlineIsNotHeld(t *testing.T) {
 	}
 }
 
-// F1, end to end: inabit keeps answering some call of this Vault with 429 (Retry-After: 600),
-// as a busy inabit does; the token's period rotation is held tick after tick, past its expiry
-// deadline, until the token expires.
+// End to end: inabit answers some call of this Vault with 429 (Retry-After: 600) every ten minutes,
+// as a busy inabit does; the token still rotates before it expires.
 func TestRenewed429HoldsNeverLetATokenExpire(t *testing.T) {
 	envs, _, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_period": "672h"})
 	usePacer(t, clock, false)
@@ -59,19 +58,25 @@ func TestRenewed429HoldsNeverLetATokenExpire(t *testing.T) {
 		ticks, exp, cfg.LoginTokenLost, cfg.LastRotationError)
 }
 
-// F2. A 429 from a different inabit endpoint (a mount whose url is some other server, e.g. one
-// tenant's own misbehaving or hostile endpoint) holds every other mount's scheduled rotation.
+// rateLimitedEndpoint is one more mount, on clock, whose own endpoint answers every access-token
+// call with 429 and Retry-After retryAfter (seconds): a tenant's misbehaving or hostile url.
+func rateLimitedEndpoint(t *testing.T, clock *testClock, retryAfter string) *testEnv {
+	t.Helper()
+	env := newTestEnv(t, mockinabit.Options{Now: clock.now})
+	env.clock = clock
+	env.b.now, env.b.mono, env.b.sleep = clock.now, clock.mono, clock.sleep
+	env.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"login_token": env.mock.LoginToken(), "url": env.srv.URL})
+	env.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: retryAfter})
+	return env
+}
+
+// A 429 from another endpoint (a mount whose url is some other server: one tenant's misbehaving
+// or hostile endpoint) holds no rotation of mounts on inabit's.
 func TestA429FromAnotherEndpointDoesNotHoldThisHerd(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
 	usePacer(t, clock, false)
-	noisy := newTestEnv(t, mockinabit.Options{Now: clock.now})
-	noisy.clock = clock
-	noisy.b.now, noisy.b.mono, noisy.b.sleep = clock.now, clock.mono, clock.sleep
-	noisy.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"login_token": noisy.mock.LoginToken(), "url": noisy.srv.URL})
-	noisy.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "600"})
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+	noisy := rateLimitedEndpoint(t, clock, "600")
+	toThreeAM(clock)
 	for i := 0; i < 5; i++ {
 		noisy.request(logical.ReadOperation, "token", nil) // the other endpoint's 429
 		tickAll(t, envs)
@@ -82,17 +87,12 @@ func TestA429FromAnotherEndpointDoesNotHoldThisHerd(t *testing.T) {
 	}
 }
 
-// F1 + F2: one mount whose url answers 429 to everything (a tenant's own endpoint, hostile or
-// broken) and which its owner reads every ten minutes keeps every other mount's period rotation
-// held until that mount's token expires and is declared LOST.
+// One mount whose url answers 429 to everything, read by its owner every ten minutes, never keeps
+// the other mounts' tokens from rotating before they expire.
 func TestOneMisbehavingEndpointCannotKillOtherMountsTokens(t *testing.T) {
 	envs, _, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_period": "672h"})
 	usePacer(t, clock, false)
-	noisy := newTestEnv(t, mockinabit.Options{Now: clock.now})
-	noisy.clock = clock
-	noisy.b.now, noisy.b.mono, noisy.b.sleep = clock.now, clock.mono, clock.sleep
-	noisy.requestOK(logical.UpdateOperation, "config", map[string]interface{}{"login_token": noisy.mock.LoginToken(), "url": noisy.srv.URL})
-	noisy.mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "3600"})
+	noisy := rateLimitedEndpoint(t, clock, "3600")
 	exp := storedConfig(t, envs[0]).claims().ExpiresAt
 	clock.advance(28*24*time.Hour + 20*time.Minute)
 	for clock.now().Before(exp.Add(time.Minute)) {
@@ -115,10 +115,8 @@ func TestOneMisbehavingEndpointCannotKillOtherMountsTokens(t *testing.T) {
 	}
 }
 
-// F3. The spacing doubles for every 429 reported, and the client reports each attempt of a
-// retried call: a few reads that met a brief 429 burst (no Retry-After) put the spacing at its
-// one-minute cap, and nothing but paced rotations brings it back: a day later the next herd
-// starts one rotation a tick.
+// A few reads that met a brief 429 burst (the client reports each attempt of a retried call) slow
+// the pace once, and a day later the next herd runs at the usual pace.
 func TestABriefBurstOf429sDoesNotSlowTomorrowsHerd(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, 50, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
 	p := usePacer(t, clock, true).get(envs[0].srv.URL)
@@ -129,29 +127,18 @@ func TestABriefBurstOf429sDoesNotSlowTomorrowsHerd(t *testing.T) {
 	}
 	t.Logf("after three reads met a 429: spacing %s", p.Spacing())
 	clock.advance(24 * time.Hour)
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+	toThreeAM(clock)
 	mock.SetRateLimit(10)
-	ticks := 0
-	for ; ticks < 5; ticks++ {
-		if rotated, _ := herdOutcome(t, envs, mock); rotated == len(envs) {
-			break
-		}
-		start := clock.mono()
-		tickInTurn(t, envs)
-		clock.advance(time.Minute - (clock.mono() - start))
-	}
+	ticks := tickUntilRotated(t, envs, mock, clock, 5)
 	if rotated, _ := herdOutcome(t, envs, mock); rotated != len(envs) {
 		t.Fatalf("a day after a 3-read 429 burst, %d ticks rotated %d of %d mounts (spacing now %s); the same herd without it takes 3 ticks",
 			ticks, rotated, len(envs), p.Spacing())
 	}
 }
 
-// F4. Rotations at the expiry deadline skip the pace (and the slots), so a herd whose deadlines
-// fall in the same few minutes (tokens issued together, rotation_period past the deadline, as in
-// TestARateLimitHoldNeverDelaysTheExpiryDeadline) sends each tick's share in one second: here
-// 50 one-hour tokens, spread over 5 minutes, about 10 rotations (20-30 calls) per tick.
+// A herd whose expiry deadlines fall in the same few minutes (50 one-hour tokens issued together,
+// rotation_period past the deadline) keeps the pace too: nothing refused, two refreshes a second
+// at most.
 func TestAHerdAtItsExpiryDeadlineDoesNotStampedeInabit(t *testing.T) {
 	clock := newTestClock()
 	mock, srv := mockinabit.NewHTTPTest(mockinabit.Options{Now: clock.now, LoginTokenTTL: time.Hour})
@@ -172,15 +159,9 @@ func TestAHerdAtItsExpiryDeadlineDoesNotStampedeInabit(t *testing.T) {
 	mock.SetRateLimit(10)
 	clock.advance(35 * time.Minute)
 	for i := 0; i < 15; i++ {
-		start := clock.mono()
-		tickInTurn(t, envs)
-		clock.advance(time.Minute - (clock.mono() - start))
+		tickAMinute(t, envs, clock)
 	}
-	refused := mock.Limited(mockinabit.OpRefresh) + mock.Limited(mockinabit.OpAccessToken)
-	busiest := 0
-	for _, n := range mock.CallsPerSecond(mockinabit.OpRefresh) {
-		busiest = max(busiest, n)
-	}
+	refused, busiest := refusedCalls(mock), busiestRefreshSecond(mock)
 	rotated, lost := herdOutcome(t, envs, mock)
 	t.Logf("%d calls refused (429), busiest second %d refreshes, %d of %d rotated, %d lost", refused, busiest, rotated, len(envs), lost)
 	if refused > 0 || busiest > 2 {
@@ -188,30 +169,34 @@ func TestAHerdAtItsExpiryDeadlineDoesNotStampedeInabit(t *testing.T) {
 	}
 }
 
-// F5. A periodic tick waits for its place in the pace (up to slotWait, then up to another
-// slotWait/4 for a slot) holding the mount's lock, so an operator's rotate-root (or config write)
-// on that mount waits behind it: "rotate-root is never held back" holds only for the pace itself.
-func TestRotateRootIsNotHeldBehindATicksPaceWait(t *testing.T) {
-	envs, _, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
-	p := usePacer(t, clock, false).get(envs[0].srv.URL)
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+// parkTickInItsTurn starts env's periodic tick with p's pace booked ahead of it, and returns once
+// the tick waits for its turn (without the mount lock); release ends that wait and waits for
+// the tick to finish.
+func parkTickInItsTurn(t *testing.T, env *testEnv, p *rotation.Pacer, clock *testClock) (release func()) {
+	t.Helper()
 	p.Reserve(clock.mono(), slotWait) // another mount's rotation starts now: this tick waits its turn
-	pacing := make(chan struct{})
-	release := make(chan struct{})
+	pacing, over := make(chan struct{}), make(chan struct{})
 	pacerSleep = func(ctx context.Context, d time.Duration) error {
 		close(pacing)
-		<-release // the pace's wait lasts until rotate-root is over (or the test gives up)
+		<-over
 		return nil
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); envs[0].tick(t) }()
+	go func() { defer close(done); env.tick(t) }()
 	select {
 	case <-pacing:
 	case <-time.After(30 * time.Second):
 		t.Fatal("setup: the tick never waited for its turn")
 	}
+	return func() { close(over); <-done }
+}
+
+// A tick waits for its place in the pace without the mount lock: an operator's rotate-root on that
+// mount goes meanwhile, and the tick's second look then finds nothing due.
+func TestRotateRootIsNotHeldBehindATicksPaceWait(t *testing.T) {
+	envs, _, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
+	toThreeAM(clock)
+	release := parkTickInItsTurn(t, envs[0], usePacer(t, clock, false).get(envs[0].srv.URL), clock)
 	rotated := make(chan error, 1)
 	go func() {
 		_, err := envs[0].request(logical.UpdateOperation, "rotate-root", nil)
@@ -223,12 +208,10 @@ func TestRotateRootIsNotHeldBehindATicksPaceWait(t *testing.T) {
 			t.Fatalf("rotate-root during a tick's wait: %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		close(release)
-		<-done
+		release()
 		t.Fatal("rotate-root did not finish while a periodic tick waited for its pace: it waits for the mount lock the tick holds")
 	}
-	close(release)
-	<-done
+	release()
 	// The tick looks again once its turn comes: the token it planned for is gone, and the one
 	// rotate-root stored is not due.
 	cfg := storedConfig(t, envs[0])
@@ -247,9 +230,7 @@ func TestAFewMountsIgnoreThePaceAndItsHolds(t *testing.T) {
 		p.RateLimited(clock.mono()+time.Duration(i)*time.Hour, time.Hour)
 	}
 	p.Reserve(clock.mono(), time.Hour)
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+	toThreeAM(clock)
 	tickAll(t, envs)
 	if rotated, lost := herdOutcome(t, envs, mock); rotated != len(envs) || lost != 0 {
 		t.Fatalf("%d of %d rotated, %d lost", rotated, len(envs), lost)

@@ -62,6 +62,46 @@ func tickInTurn(t *testing.T, envs []*testEnv) {
 	}
 }
 
+// toThreeAM moves clock on to the next 03:00 UTC, the slot of the herds' "0 3 * * *" schedule.
+func toThreeAM(clock *testClock) {
+	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
+		clock.advance(time.Minute)
+	}
+}
+
+// tickAMinute ticks every mount in turn (tickInTurn), then moves clock on to a minute after the
+// tick began: the next tick.
+func tickAMinute(t *testing.T, envs []*testEnv, clock *testClock) {
+	start := clock.mono()
+	tickInTurn(t, envs)
+	clock.advance(time.Minute - (clock.mono() - start))
+}
+
+// tickUntilRotated runs tickAMinute until every API user was refreshed, most times at most, and
+// returns how many ticks ran.
+func tickUntilRotated(t *testing.T, envs []*testEnv, mock *mockinabit.Server, clock *testClock, most int) (ticks int) {
+	for ; ticks < most; ticks++ {
+		if rotated, _ := herdOutcome(t, envs, mock); rotated == len(envs) {
+			break
+		}
+		tickAMinute(t, envs, clock)
+	}
+	return ticks
+}
+
+// refusedCalls is how many calls the mock's rate limit refused (429).
+func refusedCalls(mock *mockinabit.Server) int {
+	return mock.Limited(mockinabit.OpRefresh) + mock.Limited(mockinabit.OpAccessToken)
+}
+
+// busiestRefreshSecond is the most refresh calls the mock saw in one second.
+func busiestRefreshSecond(mock *mockinabit.Server) (busiest int) {
+	for _, n := range mock.CallsPerSecond(mockinabit.OpRefresh) {
+		busiest = max(busiest, n)
+	}
+	return busiest
+}
+
 func herdOutcome(t *testing.T, envs []*testEnv, mock *mockinabit.Server) (rotated, lost int) {
 	t.Helper()
 	for _, u := range mock.Users() {
@@ -83,24 +123,10 @@ func herdOutcome(t *testing.T, envs []*testEnv, mock *mockinabit.Server) (rotate
 func TestManyMountsDueTogetherStayUnderInabitsRateLimit(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, 50, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
 	usePacer(t, clock, true)
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+	toThreeAM(clock)
 	mock.SetRateLimit(10)
-	ticks := 0
-	for ; ticks < 5; ticks++ {
-		if rotated, _ := herdOutcome(t, envs, mock); rotated == len(envs) {
-			break
-		}
-		start := clock.mono()
-		tickInTurn(t, envs)
-		clock.advance(time.Minute - (clock.mono() - start)) // the next tick, a minute after this one began
-	}
-	refused := mock.Limited(mockinabit.OpRefresh) + mock.Limited(mockinabit.OpAccessToken)
-	busiest := 0
-	for _, n := range mock.CallsPerSecond(mockinabit.OpRefresh) {
-		busiest = max(busiest, n)
-	}
+	ticks := tickUntilRotated(t, envs, mock, clock, 5)
+	refused, busiest := refusedCalls(mock), busiestRefreshSecond(mock)
 	rotated, lost := herdOutcome(t, envs, mock)
 	t.Logf("%d ticks: %d of %d rotated, %d lost, %d calls refused, busiest second %d refreshes", ticks, rotated, len(envs), lost, refused, busiest)
 	if refused != 0 || rotated != len(envs) || lost != 0 || ticks > 3 {
@@ -118,20 +144,10 @@ func TestManyMountsDueTogetherStayUnderInabitsRateLimit(t *testing.T) {
 func TestARateLimitedHerdSlowsDownRatherThanBeingRefusedOverAndOver(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, 50, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
 	p := usePacer(t, clock, true).get(envs[0].srv.URL)
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+	toThreeAM(clock)
 	mock.SetRateLimit(3)
-	ticks := 0
-	for ; ticks < 10; ticks++ {
-		if rotated, _ := herdOutcome(t, envs, mock); rotated == len(envs) {
-			break
-		}
-		start := clock.mono()
-		tickInTurn(t, envs)
-		clock.advance(time.Minute - (clock.mono() - start))
-	}
-	refused := mock.Limited(mockinabit.OpRefresh) + mock.Limited(mockinabit.OpAccessToken)
+	ticks := tickUntilRotated(t, envs, mock, clock, 10)
+	refused := refusedCalls(mock)
 	calls := mock.Calls(mockinabit.OpRefresh) + mock.Calls(mockinabit.OpAccessToken)
 	rotated, lost := herdOutcome(t, envs, mock)
 	t.Logf("%d ticks: %d of %d rotated, %d lost, %d of %d calls refused, spacing now %s", ticks, rotated, len(envs), lost, refused, calls, p.Spacing())
@@ -146,9 +162,7 @@ func TestARateLimitedHerdSlowsDownRatherThanBeingRefusedOverAndOver(t *testing.T
 func TestA429OnAReadHoldsEveryMountsScheduledRotation(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
 	usePacer(t, clock, false)
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+	toThreeAM(clock)
 	mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "30"})
 	if resp, err := envs[0].request(logical.ReadOperation, "token", nil); err == nil && !resp.IsError() {
 		t.Fatal("setup: the read met no 429")
@@ -169,9 +183,7 @@ func TestA429OnAReadHoldsEveryMountsScheduledRotation(t *testing.T) {
 func TestATickStartsOnlyTheRotationsItsPaceAllows(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, 50, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
 	usePacer(t, clock, false)
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+	toThreeAM(clock)
 	tickAll(t, envs)
 	fits := int(slotWait/rotation.PaceSpacing) + 1
 	if n := mock.Calls(mockinabit.OpRefresh); n != fits {
@@ -213,9 +225,7 @@ func TestARotationWaitingItsTurnWhenA429ArrivesDoesNotGo(t *testing.T) {
 		clock.advance(d)
 		return nil
 	}
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+	toThreeAM(clock)
 	tickInTurn(t, envs[:2])
 	if waits != 1 {
 		t.Fatalf("setup: the second mount waited %d times for its turn, want once", waits)

@@ -83,9 +83,7 @@ func assertAllRotatedAndHealthy(t *testing.T, envs []*testEnv) {
 // most maxRefreshesInFlight refreshes reach inabit at a time, and every token is rotated.
 func TestManyMountsDueAtOnceNeverSendMoreThanFourRefreshesTogether(t *testing.T) {
 	envs, clock, peak := herd(t, 50, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
-	for clock.now().UTC().Hour() != 3 || clock.now().UTC().Minute() != 0 {
-		clock.advance(time.Minute)
-	}
+	toThreeAM(clock)
 	for minute := 0; minute < 3 && refreshes(envs) < len(envs); minute++ {
 		tickAll(t, envs)
 		clock.advance(time.Minute)
