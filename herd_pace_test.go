@@ -163,7 +163,7 @@ func TestA429OnAReadHoldsEveryMountsScheduledRotation(t *testing.T) {
 	envs, mock, clock := herdOnOneInabit(t, rotation.SpreadMinMounts, map[string]interface{}{"rotation_schedule": "0 3 * * *"})
 	usePacer(t, clock, false)
 	toThreeAM(clock)
-	mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "30"})
+	mock.InjectFault(mockinabit.OpAccessToken, mockinabit.Fault{Kind: mockinabit.FaultStatus, Status: 429, RetryAfter: "30", Times: 1})
 	if resp, err := envs[0].request(logical.ReadOperation, "token", nil); err == nil && !resp.IsError() {
 		t.Fatal("setup: the read met no 429")
 	}
